@@ -1,0 +1,70 @@
+"""The ``consentgate`` command line: thin commands that call into the domain packages."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from consentgate import __version__
+from consentgate.cli import audit, decisions, demo, ledger, objections, policy, taxonomy
+from consentgate.cli.context import Context, err_console
+from consentgate.exceptions import ConsentgateError
+from consentgate.ledger.database import DEFAULT_URL
+
+app = typer.Typer(
+    name="consentgate",
+    help="Decide, enforce and prove which member data may be used for which purpose, when.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(policy.app, name="policy")
+app.add_typer(taxonomy.app, name="taxonomy")
+app.add_typer(ledger.ledger_app, name="ledger")
+app.add_typer(ledger.members_app, name="members")
+app.add_typer(ledger.member_app, name="member")
+app.add_typer(objections.app, name="objection")
+app.add_typer(audit.app, name="audit")
+app.command("init")(ledger.init)
+app.command("explain")(decisions.explain)
+app.command("demo")(demo.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"consentgate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    typer_ctx: typer.Context,
+    db: Annotated[
+        str,
+        typer.Option(envvar="CONSENTGATE_DB", help="Ledger database: SQLite file path or URL, or a PostgreSQL URL."),
+    ] = DEFAULT_URL,
+    policy_dir: Annotated[
+        list[Path] | None,
+        typer.Option(envvar="CONSENTGATE_POLICY_DIR", help="A folder of operator policies (repeatable)."),
+    ] = None,
+    builtin_policies: Annotated[
+        bool, typer.Option(help="Include the built-in linkedin-2024-09 and linkedin-2025-11 policies.")
+    ] = True,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """consentgate: policies, a consent ledger and decisions that say why."""
+    typer_ctx.obj = Context(db=db, policy_dirs=list(policy_dir or []), builtin_policies=builtin_policies)
+
+
+def main() -> None:
+    """Entry point: domain errors become one clear line on stderr and exit status 2."""
+    try:
+        app()
+    except ConsentgateError as exc:
+        err_console.print(f"error: {exc}", soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,122 @@
+"""Opening the ledger database: SQLite (embedded default) or PostgreSQL, and its migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from consentgate.exceptions import InputError, LedgerError, LedgerNotInitialised
+
+DEFAULT_URL = "sqlite:///consentgate.db"
+MIGRATIONS = Path(__file__).parent / "migrations"
+WRITE = {"consentgate_write": True}
+"""Execution options for a connection that appends: on SQLite it begins with BEGIN IMMEDIATE."""
+
+
+def normalise_url(url: str) -> str:
+    """Accept a plain file path for SQLite and plain ``postgresql://`` URLs (psycopg 3 driver)."""
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    # We issue BEGIN ourselves (see _sqlite_begin); the driver's implicit BEGIN would start a
+    # deferred transaction after our read of the chain head, letting two writers race.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # SQLite fsyncs the WAL on commit only with synchronous=FULL; an acknowledged objection must
+    # survive a power cut.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    mode = "IMMEDIATE" if connection.get_execution_options().get("consentgate_write") else "DEFERRED"
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_ledger_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for the ledger at ``url`` with the settings durability needs."""
+    normalised = normalise_url(url)
+    try:
+        parsed = make_url(normalised)
+    except ArgumentError:
+        raise InputError(f"--db: {url!r} is not a database URL or SQLite file path") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            parent = Path(database).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise InputError(f"--db: folder {parent} does not exist")
+        engine = create_engine(normalised, **kwargs)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(normalised, pool_pre_ping=True, **kwargs)
+    raise InputError(f"--db: unsupported database {parsed.get_backend_name()!r} (use sqlite or postgresql)")
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+@cache
+def head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def migrate(engine: Engine) -> str:
+    """Bring the schema to the newest migration; returns the revision now in place."""
+    try:
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), "head")
+    except OperationalError as exc:
+        raise LedgerError(f"cannot reach the ledger database: {exc.orig}") from None
+    return head_revision()
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        raise LedgerError(f"cannot reach the ledger database: {exc.orig}") from None
+
+
+def require_schema(engine: Engine) -> None:
+    """Refuse to work on a database without the current schema, with the command that fixes it."""
+    revision = current_revision(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    if revision is None:
+        raise LedgerNotInitialised(
+            f"the ledger at {where} is not initialised: run `consentgate init --db {where}`"
+        )
+    if revision != head_revision():
+        raise LedgerNotInitialised(
+            f"the ledger at {where} is at schema {revision}, this consentgate needs "
+            f"{head_revision()}: run `consentgate init --db {where}` to migrate"
+        )

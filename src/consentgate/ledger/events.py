@@ -1,0 +1,135 @@
+"""Ledger events: what is recorded, and the hash that chains each event to the one before.
+
+The digest covers every field of the event and the previous event's hash. Strings are written with
+their length in front (``len:text``) so no choice of text can make two different events hash alike;
+instants are integer microseconds since the epoch (UTC). Anyone can recompute the chain from an
+export with a few lines of code: sha256 over
+``seq|member_id|len:kind|len:key|len:value|effective_at|recorded_at|len:source|len:actor|len:idempotency_key|prev_hash``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from consentgate.timeutil import from_micros
+
+GENESIS_HASH = "0" * 64
+
+
+class EventKind(StrEnum):
+    member_registered = "member_registered"
+    member_fact = "member_fact"
+    """A member fact changed: key country, birth_date or believed_minor."""
+    setting_changed = "setting_changed"
+    objection_received = "objection_received"
+    objection_decided = "objection_decided"
+    objection_extended = "objection_extended"
+    notice_acknowledged = "notice_acknowledged"
+
+
+class Source(StrEnum):
+    member = "member"
+    import_ = "import"
+    gpc = "gpc"
+    dpo = "dpo"
+    system = "system"
+
+
+MEMBER_ORIGINATED = frozenset({Source.member, Source.gpc})
+"""Events a member caused themselves; they are never back-dated."""
+
+FACT_KEYS = ("country", "birth_date", "believed_minor")
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An event to append; the ledger assigns ``seq``, ``recorded_at`` and the hashes."""
+
+    member_id: int
+    kind: EventKind
+    key: str
+    value: str
+    effective_at: int | None
+    """Microseconds since the epoch (UTC); None means the moment it is recorded."""
+    source: Source
+    actor: str
+    idempotency_key: str
+
+    def same_content(self, event: LedgerEvent) -> bool:
+        """Whether ``event`` records exactly this draft (for idempotent retries)."""
+        return (
+            self.member_id == event.member_id
+            and self.kind == event.kind
+            and self.key == event.key
+            and self.value == event.value
+            and (self.effective_at is None or self.effective_at == event.effective_at)
+            and self.source == event.source
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """An event as stored: immutable once appended."""
+
+    seq: int
+    member_id: int
+    kind: str
+    key: str
+    value: str
+    effective_at: int
+    recorded_at: int
+    source: str
+    actor: str
+    idempotency_key: str
+    prev_hash: str
+    hash: str
+
+    @property
+    def effective(self) -> datetime:
+        return from_micros(self.effective_at)
+
+    @property
+    def recorded(self) -> datetime:
+        return from_micros(self.recorded_at)
+
+
+def event_digest(
+    seq: int,
+    member_id: int,
+    kind: str,
+    key: str,
+    value: str,
+    effective_at: int,
+    recorded_at: int,
+    source: str,
+    actor: str,
+    idempotency_key: str,
+    prev_hash: str,
+) -> str:
+    """The SHA-256 hex digest of one event chained to ``prev_hash``."""
+    text = (
+        f"{seq}|{member_id}|{len(kind)}:{kind}|{len(key)}:{key}|{len(value)}:{value}|"
+        f"{effective_at}|{recorded_at}|{len(source)}:{source}|{len(actor)}:{actor}|"
+        f"{len(idempotency_key)}:{idempotency_key}|{prev_hash}"
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def digest_of(event: LedgerEvent) -> str:
+    """Recompute the digest of a stored event from its fields."""
+    return event_digest(
+        event.seq,
+        event.member_id,
+        event.kind,
+        event.key,
+        event.value,
+        event.effective_at,
+        event.recorded_at,
+        event.source,
+        event.actor,
+        event.idempotency_key,
+        event.prev_hash,
+    )

@@ -1,0 +1,46 @@
+"""The ledger's tables (SQLAlchemy Core). Changes to them go through an Alembic migration."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, text
+
+metadata = MetaData()
+
+# SQLite makes only "INTEGER PRIMARY KEY" an alias of the rowid; a BIGINT key would need a second
+# B-tree and slow every append.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=False),
+    Column("member_id", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("effective_at", BigInteger, nullable=False, comment="microseconds since epoch, UTC"),
+    Column("recorded_at", BigInteger, nullable=False, comment="microseconds since epoch, UTC"),
+    Column("source", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_events_member_seq", events.c.member_id, events.c.seq)
+Index(
+    "ix_events_objections",
+    events.c.key,
+    events.c.seq,
+    sqlite_where=text("kind LIKE 'objection_%'"),
+    postgresql_where=text("kind LIKE 'objection_%'"),
+)
+
+# The head of the chain: the last seq and hash, so an append reads one row under a lock and a
+# removed tail is detected by ``audit verify``.
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -1,0 +1,456 @@
+"""The consent ledger: append-only, hash-chained, idempotent events, read as of (T, watermark)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from consentgate.exceptions import IdempotencyConflict, InputError, LedgerError
+from consentgate.ledger.database import WRITE, create_ledger_engine, migrate, require_schema
+from consentgate.ledger.events import (
+    GENESIS_HASH,
+    MEMBER_ORIGINATED,
+    EventDraft,
+    LedgerEvent,
+    digest_of,
+    event_digest,
+)
+from consentgate.ledger.schema import events, ledger_head
+from consentgate.timeutil import format_instant, from_micros, now_utc, to_micros
+
+COLUMNS = (
+    "seq",
+    "member_id",
+    "kind",
+    "key",
+    "value",
+    "effective_at",
+    "recorded_at",
+    "source",
+    "actor",
+    "idempotency_key",
+    "prev_hash",
+    "hash",
+)
+_SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM events"
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of ``audit verify``: ok, or the first bad seq and what is wrong with it."""
+
+    ok: bool
+    events_checked: int
+    head_seq: int
+    bad_seq: int | None = None
+    problem: str | None = None
+
+
+class Ledger:
+    """One consent ledger in one database. Thread-safe as far as the SQLAlchemy engine is."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = now_utc) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.dialect = engine.dialect.name
+        self._param = "?" if self.dialect == "sqlite" else "%s"
+
+    @classmethod
+    def open(
+        cls, url: str, *, clock: Callable[[], datetime] = now_utc, initialise: bool = False
+    ) -> Ledger:
+        """Open the ledger at ``url``; with ``initialise`` create or migrate its schema first."""
+        engine = create_ledger_engine(url)
+        if initialise:
+            migrate(engine)
+        else:
+            require_schema(engine)
+        return cls(engine, clock=clock)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, drafts: Sequence[EventDraft]) -> list[LedgerEvent]:
+        """Append events atomically, in order; returns them as stored.
+
+        A draft whose idempotency key is already in the ledger with the same content returns the
+        stored event and appends nothing; the same key with other content is a conflict.
+        """
+        if not drafts:
+            return []
+        recorded_at = to_micros(self.clock())
+        self._check_drafts(drafts, recorded_at)
+        with self._write() as conn:
+            existing = self._existing(conn, [d.idempotency_key for d in drafts])
+            head_seq, head_hash = self._lock_head(conn)
+            out: list[LedgerEvent] = []
+            rows: list[tuple[Any, ...]] = []
+            for draft in drafts:
+                found = existing.get(draft.idempotency_key)
+                if found is not None:
+                    if not draft.same_content(found):
+                        raise IdempotencyConflict(
+                            f"idempotency key {draft.idempotency_key!r} was used for another event "
+                            f"(seq {found.seq})"
+                        )
+                    out.append(found)
+                    continue
+                head_seq += 1
+                event = _seal(draft, head_seq, recorded_at, head_hash)
+                head_hash = event.hash
+                rows.append(_row(event))
+                out.append(event)
+                existing[draft.idempotency_key] = event
+            self._insert(conn, rows)
+            self._set_head(conn, head_seq, head_hash)
+        return out
+
+    def append_bulk(
+        self, drafts: Iterable[EventDraft], *, progress: ProgressFn | None = None, chunk: int = 50_000
+    ) -> tuple[int, int]:
+        """Append many events in one transaction, fast; returns (appended, already present).
+
+        Used by imports. It first tries the fast path (no per-key look-ups); if the database
+        reports a duplicate idempotency key, it rolls back and redoes the work the careful way, so
+        re-importing a file skips what is already there and conflicting rows are refused.
+        """
+        materialised = list(drafts)
+        recorded_at = to_micros(self.clock())
+        self._check_drafts(materialised, recorded_at)
+        try:
+            return self._bulk(materialised, recorded_at, skip=set(), progress=progress, chunk=chunk)
+        except IntegrityError:
+            pass
+        existing = self._existing_many([d.idempotency_key for d in materialised])
+        skip: set[str] = set()
+        for draft in materialised:
+            found = existing.get(draft.idempotency_key)
+            if found is None:
+                continue
+            if not draft.same_content(found):
+                raise IdempotencyConflict(
+                    f"idempotency key {draft.idempotency_key!r} was used for another event "
+                    f"(seq {found.seq}); nothing was imported"
+                )
+            skip.add(draft.idempotency_key)
+        return self._bulk(materialised, recorded_at, skip=skip, progress=progress, chunk=chunk)
+
+    def _bulk(
+        self,
+        drafts: list[EventDraft],
+        recorded_at: int,
+        *,
+        skip: set[str],
+        progress: ProgressFn | None,
+        chunk: int,
+    ) -> tuple[int, int]:
+        appended = 0
+        with self._write() as conn:
+            head_seq, head_hash = self._lock_head(conn)
+            rows: list[tuple[Any, ...]] = []
+            for draft in drafts:
+                if draft.idempotency_key in skip:
+                    continue
+                head_seq += 1
+                effective = recorded_at if draft.effective_at is None else draft.effective_at
+                head_hash = event_digest(
+                    head_seq,
+                    draft.member_id,
+                    draft.kind,
+                    draft.key,
+                    draft.value,
+                    effective,
+                    recorded_at,
+                    draft.source,
+                    draft.actor,
+                    draft.idempotency_key,
+                    head_hash_prev := head_hash,
+                )
+                rows.append(
+                    (
+                        head_seq,
+                        draft.member_id,
+                        str(draft.kind),
+                        draft.key,
+                        draft.value,
+                        effective,
+                        recorded_at,
+                        str(draft.source),
+                        draft.actor,
+                        draft.idempotency_key,
+                        head_hash_prev,
+                        head_hash,
+                    )
+                )
+                if len(rows) >= chunk:
+                    self._insert(conn, rows)
+                    appended += len(rows)
+                    rows = []
+                    if progress:
+                        progress(appended)
+            self._insert(conn, rows)
+            appended += len(rows)
+            self._set_head(conn, head_seq, head_hash)
+        if progress:
+            progress(appended)
+        return appended, len(skip)
+
+    def _check_drafts(self, drafts: Sequence[EventDraft], recorded_at: int) -> None:
+        keys: set[str] = set()
+        for draft in drafts:
+            if draft.idempotency_key in keys:
+                raise InputError(f"idempotency key {draft.idempotency_key!r} appears twice in one append")
+            keys.add(draft.idempotency_key)
+            if (
+                draft.source in MEMBER_ORIGINATED
+                and draft.effective_at is not None
+                and draft.effective_at < recorded_at
+            ):
+                raise InputError(
+                    f"a {draft.source} event is never back-dated: effective_at "
+                    f"{format_instant(from_micros(draft.effective_at))} is before now "
+                    f"({format_instant(from_micros(recorded_at))})"
+                )
+
+    def _write(self) -> _WriteTransaction:
+        return _WriteTransaction(self.engine)
+
+    def _lock_head(self, conn: Connection) -> tuple[int, str]:
+        query = select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1)
+        if self.dialect == "postgresql":
+            # Row lock on the head serialises appenders; readers are not blocked.
+            query = query.with_for_update()
+        row = conn.execute(query).one()
+        return int(row.seq), str(row.hash)
+
+    def _set_head(self, conn: Connection, seq: int, digest: str) -> None:
+        conn.execute(ledger_head.update().where(ledger_head.c.id == 1).values(seq=seq, hash=digest))
+
+    def _insert(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        if self.dialect == "postgresql":
+            # COPY is PostgreSQL's bulk path: one round trip instead of one per row.
+            try:
+                with raw.cursor() as cursor, cursor.copy(
+                    f"COPY events ({', '.join(COLUMNS)}) FROM STDIN"
+                ) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except psycopg.errors.UniqueViolation as exc:
+                raise IntegrityError("COPY events", None, exc) from exc
+            return
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({placeholders})", rows)
+        except Exception as exc:
+            # Map the driver's error to SQLAlchemy's so callers handle one type on both backends.
+            if "UNIQUE" in str(exc):
+                raise IntegrityError("INSERT INTO events", None, exc) from exc
+            raise
+        finally:
+            cursor.close()
+
+    def _existing(self, conn: Connection, keys: Sequence[str]) -> dict[str, LedgerEvent]:
+        out: dict[str, LedgerEvent] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ", ".join(self._param for _ in part)
+            for row in self._raw_query(conn, f"{_SELECT} WHERE idempotency_key IN ({marks})", part):
+                event = LedgerEvent(*row)
+                out[event.idempotency_key] = event
+        return out
+
+    def _existing_many(self, keys: Sequence[str]) -> dict[str, LedgerEvent]:
+        with self.engine.connect() as conn:
+            return self._existing(conn, keys)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _raw_query(self, conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            cursor.execute(sql, tuple(params))
+            return [tuple(r) for r in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest event: the current watermark."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(ledger_head.c.seq, ledger_head.c.hash)).one()
+            return int(row.seq), str(row.hash)
+
+    def watermark(self) -> int:
+        return self.head()[0]
+
+    def member_events(
+        self, member_id: int, *, at: int | None = None, watermark: int | None = None
+    ) -> list[LedgerEvent]:
+        """A member's events with ``effective_at <= at`` and ``seq <= watermark``, by seq.
+
+        This is the hot path of ``decide()``: one indexed query through the driver, no ORM.
+        """
+        sql = f"{_SELECT} WHERE member_id = {self._param}"
+        params: list[Any] = [member_id]
+        if watermark is not None:
+            sql += f" AND seq <= {self._param}"
+            params.append(watermark)
+        if at is not None:
+            sql += f" AND effective_at <= {self._param}"
+            params.append(at)
+        sql += " ORDER BY seq"
+        with self.engine.connect() as conn:
+            return [LedgerEvent(*row) for row in self._raw_query(conn, sql, params)]
+
+    def objection_events(self, reference: str | None = None) -> list[LedgerEvent]:
+        """Every objection event (optionally of one reference), by seq."""
+        sql = f"{_SELECT} WHERE kind LIKE 'objection_%'"
+        params: list[Any] = []
+        if reference is not None:
+            sql += f" AND key = {self._param}"
+            params.append(reference)
+        sql += " ORDER BY seq"
+        with self.engine.connect() as conn:
+            return [LedgerEvent(*row) for row in self._raw_query(conn, sql, params)]
+
+    def iter_events(self, *, watermark: int | None = None, batch: int = 20_000) -> Iterator[LedgerEvent]:
+        """All events in seq order, streamed in batches (keyset pagination)."""
+        last = 0
+        limit = watermark if watermark is not None else None
+        with self.engine.connect() as conn:
+            while True:
+                sql = f"{_SELECT} WHERE seq > {self._param}"
+                params: list[Any] = [last]
+                if limit is not None:
+                    sql += f" AND seq <= {self._param}"
+                    params.append(limit)
+                sql += f" ORDER BY seq LIMIT {int(batch)}"
+                rows = self._raw_query(conn, sql, params)
+                if not rows:
+                    return
+                for row in rows:
+                    yield LedgerEvent(*row)
+                last = rows[-1][0]
+
+    def registered_members(self) -> set[int]:
+        """Every member id with a registration event (any time)."""
+        with self.engine.connect() as conn:
+            rows = self._raw_query(
+                conn, "SELECT DISTINCT member_id FROM events WHERE kind = 'member_registered'", []
+            )
+            return {int(r[0]) for r in rows}
+
+    def count_members(self) -> int:
+        with self.engine.connect() as conn:
+            rows = self._raw_query(
+                conn, "SELECT COUNT(DISTINCT member_id) FROM events WHERE kind = 'member_registered'", []
+            )
+            return int(rows[0][0])
+
+    # -- auditing ------------------------------------------------------------------------------
+
+    def verify(self, *, progress: ProgressFn | None = None) -> VerifyReport:
+        """Recompute the chain; report the first changed, missing or out-of-order event."""
+        expected_seq = 1
+        prev_hash = GENESIS_HASH
+        checked = 0
+        head_seq, head_hash = self.head()
+        for event in self.iter_events():
+            problem = None
+            if event.seq != expected_seq:
+                problem = (
+                    f"missing event(s): expected seq {expected_seq}, found seq {event.seq}"
+                    if event.seq > expected_seq
+                    else f"out of order: seq {event.seq} after seq {expected_seq - 1}"
+                )
+            elif event.prev_hash != prev_hash:
+                problem = self._diagnose_link(event)
+            elif digest_of(event) != event.hash:
+                problem = "changed: its contents do not match its hash"
+            if problem:
+                return VerifyReport(False, checked, head_seq, event.seq if event.seq <= expected_seq else expected_seq, problem)
+            prev_hash = event.hash
+            expected_seq += 1
+            checked += 1
+            if progress and checked % 100_000 == 0:
+                progress(checked)
+        if checked != head_seq or prev_hash != head_hash:
+            return VerifyReport(
+                False,
+                checked,
+                head_seq,
+                checked + 1,
+                f"missing event(s): the chain head records seq {head_seq}, the last event is seq {checked}",
+            )
+        return VerifyReport(True, checked, head_seq)
+
+    def _diagnose_link(self, event: LedgerEvent) -> str:
+        with self.engine.connect() as conn:
+            rows = self._raw_query(conn, f"SELECT seq FROM events WHERE hash = {self._param}", [event.prev_hash])
+        if rows and int(rows[0][0]) != event.seq - 1:
+            return f"out of order: it was chained after seq {rows[0][0]}, not after seq {event.seq - 1}"
+        return f"changed: seq {event.seq - 1} before it was altered, or its link (prev_hash) was edited"
+
+
+class _WriteTransaction:
+    """A transaction that appends: BEGIN IMMEDIATE on SQLite, errors mapped to LedgerError."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.conn: Connection | None = None
+
+    def __enter__(self) -> Connection:
+        try:
+            self.conn = self.engine.connect().execution_options(**WRITE)
+            self.conn.begin()
+        except OperationalError as exc:
+            raise LedgerError(f"cannot write to the ledger: {exc.orig}") from None
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        assert self.conn is not None
+        try:
+            if exc_type is None:
+                self.conn.commit()
+            else:
+                self.conn.rollback()
+        finally:
+            self.conn.close()
+
+
+def _seal(draft: EventDraft, seq: int, recorded_at: int, prev_hash: str) -> LedgerEvent:
+    effective = recorded_at if draft.effective_at is None else draft.effective_at
+    event = LedgerEvent(
+        seq=seq,
+        member_id=draft.member_id,
+        kind=str(draft.kind),
+        key=draft.key,
+        value=draft.value,
+        effective_at=effective,
+        recorded_at=recorded_at,
+        source=str(draft.source),
+        actor=draft.actor,
+        idempotency_key=draft.idempotency_key,
+        prev_hash=prev_hash,
+        hash="",
+    )
+    return replace(event, hash=digest_of(event))
+
+
+def _row(event: LedgerEvent) -> tuple[Any, ...]:
+    return tuple(getattr(event, c) for c in COLUMNS)

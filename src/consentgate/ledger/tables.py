@@ -1,0 +1,98 @@
+"""Reading tabular input (CSV or Parquet) as text columns, with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from consentgate.exceptions import ImportRowError, InputError
+
+
+def read_table(path: Path) -> pa.Table:
+    """Read a CSV (UTF-8, header row) or Parquet file; every column becomes text."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            table = pq.read_table(path)
+        elif suffix in (".csv", ".txt"):
+            table = _read_csv(path)
+        else:
+            raise InputError(f"{path}: expected a .csv or .parquet file")
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: cannot read the file ({_first_line(exc)})") from None
+    columns = []
+    for name in table.column_names:
+        column = table[name]
+        if pa.types.is_timestamp(column.type):
+            column = _timestamp_text(column)
+        elif pa.types.is_boolean(column.type):
+            column = pc.if_else(column, "true", "false")
+        elif not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+            column = pc.cast(column, pa.string())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def _read_csv(path: Path) -> pa.Table:
+    header = path.open("r", encoding="utf-8", errors="replace").readline().rstrip("\r\n")
+    names = [n.strip() for n in header.split(",")] if header else []
+    if not names or names == [""]:
+        raise InputError(f"{path}: empty file (expected a header row)")
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in names},
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    try:
+        return pacsv.read_csv(path, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        raise _locate_csv_problem(path, len(names), exc) from None
+
+
+def _locate_csv_problem(path: Path, width: int, exc: Exception) -> InputError:
+    """Arrow's CSV errors do not give row numbers; find the row with Python's csv module."""
+    import csv
+
+    with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if len(row) != width:
+                return ImportRowError(
+                    str(path), number, "(row)", f"expected {width} fields as in the header, found {len(row)}"
+                )
+    return InputError(f"{path}: not valid CSV ({_first_line(exc)})")
+
+
+def _timestamp_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if column.type.tz is None:
+        # A naive timestamp column would have to be guessed into UTC: refuse by making it text
+        # without offset, which the validator then rejects with the row number.
+        return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
+    utc = pc.cast(column, pa.timestamp("us", tz="UTC"))
+    return pc.strftime(utc, format="%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def check_columns(path: Path, table: pa.Table, required: list[str], optional: list[str]) -> None:
+    names = table.column_names
+    expected = ",".join(required + [f"[{o}]" for o in optional])
+    for name in required:
+        if name not in names:
+            raise ImportRowError(str(path), 1, name, f"missing column (expected header {expected})")
+    for name in names:
+        if name not in required and name not in optional:
+            raise ImportRowError(str(path), 1, name, f"unexpected column (expected header {expected})")
+
+
+def column_text(table: pa.Table, name: str) -> list[str]:
+    if name not in table.column_names:
+        return [""] * table.num_rows
+    return [v if v is not None else "" for v in table[name].to_pylist()]

@@ -1,0 +1,89 @@
+"""Explicit UTC time: parsing, formatting and the integer microseconds the ledger stores.
+
+There is no hidden "now" in a decision; callers pass instants. The ledger stores instants as integer
+microseconds since the Unix epoch (UTC) so that SQLite and PostgreSQL sort, compare and hash them the
+same way, and bulk imports do not pay for datetime conversion in the database driver.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+
+from consentgate.exceptions import TimestampError
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_instant(text: str, *, field: str = "timestamp", allow_date: bool = True) -> datetime:
+    """Parse ISO 8601 with an offset or ``Z`` into an aware UTC datetime.
+
+    A bare date (``2025-11-04``) means the start of that day in UTC when ``allow_date`` is true;
+    a date-time without offset is refused, because guessing a time zone would move consent.
+    """
+    raw = text.strip()
+    if allow_date and _DATE_ONLY.match(raw):
+        try:
+            return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+        except ValueError as exc:
+            raise TimestampError(f"{field}: {text!r} is not a valid date ({exc})") from None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError:
+        raise TimestampError(
+            f"{field}: {text!r} is not an ISO 8601 timestamp (expected e.g. 2025-11-03T00:00:00Z)"
+        ) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise TimestampError(
+            f"{field}: {text!r} has no UTC offset (expected e.g. 2025-11-03T00:00:00Z or +01:00)"
+        )
+    return parsed.astimezone(UTC)
+
+
+def ensure_utc(value: datetime, *, field: str = "timestamp") -> datetime:
+    """Return ``value`` in UTC; refuse naive datetimes."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise TimestampError(f"{field}: naive datetime {value.isoformat()} (an offset is required)")
+    return value.astimezone(UTC)
+
+
+def to_micros(value: datetime) -> int:
+    """Microseconds since the epoch for an aware datetime."""
+    delta = ensure_utc(value) - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    """The aware UTC datetime for microseconds since the epoch."""
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def format_instant(value: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z`` suffix, seconds precision unless sub-second parts exist."""
+    utc = ensure_utc(value)
+    text = utc.isoformat(timespec="microseconds" if utc.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def now_utc() -> datetime:
+    """The current instant; only entry points (CLI, web) call this, never a decision."""
+    return datetime.now(UTC)
+
+
+def parse_date(text: str, *, field: str = "date") -> date:
+    """Parse an ISO 8601 calendar date."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise TimestampError(f"{field}: {text!r} is not an ISO 8601 date (expected YYYY-MM-DD)") from None
+
+
+def add_months(value: datetime, months: int) -> datetime:
+    """The same day ``months`` later, clamped to the month's last day (31 Jan + 1 month = 28/29 Feb)."""
+    month_index = value.month - 1 + months
+    year = value.year + month_index // 12
+    month = month_index % 12 + 1
+    next_month_first = date(year + (month // 12), month % 12 + 1, 1)
+    last_day = (next_month_first - timedelta(days=1)).day
+    return value.replace(year=year, month=month, day=min(value.day, last_day))
