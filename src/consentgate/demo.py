@@ -56,11 +56,32 @@ SETTINGS_HISTORY: tuple[tuple[int, str, str, str], ...] = (
     (1013, "genai_improvement", "true", "2025-06-01T12:00:00Z"),
 )
 
-DATES: tuple[str, ...] = ("2024-09-01", "2024-10-01", "2025-10-01", "2025-11-04", "2025-12-01", "2026-04-01")
+DATES: tuple[str, ...] = (
+    "2024-09-01",
+    "2024-10-01",
+    "2025-10-01",
+    "2025-11-04",
+    "2025-12-01",
+    "2026-04-01",
+)
 
 CROWD_COUNTRIES: tuple[tuple[str, int], ...] = (
-    ("US", 30), ("IN", 15), ("BR", 8), ("DE", 8), ("FR", 6), ("NL", 3), ("PL", 3), ("ES", 3), ("IT", 3),
-    ("GB", 7), ("CH", 2), ("CA", 4), ("HK", 1), ("CN", 2), ("NG", 2), ("JP", 3),
+    ("US", 30),
+    ("IN", 15),
+    ("BR", 8),
+    ("DE", 8),
+    ("FR", 6),
+    ("NL", 3),
+    ("PL", 3),
+    ("ES", 3),
+    ("IT", 3),
+    ("GB", 7),
+    ("CH", 2),
+    ("CA", 4),
+    ("HK", 1),
+    ("CN", 2),
+    ("NG", 2),
+    ("JP", 3),
 )
 
 
@@ -78,8 +99,13 @@ def write_inputs(folder: Path, *, crowd: int, seed: int = 7) -> tuple[Path, Path
         for i in range(crowd):
             year = rng.randint(1950, 2010)
             writer.writerow(
-                [100_000 + i, rng.choice(countries), f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-                 "", f"{rng.randint(2004, 2023)}-06-01T00:00:00Z"]
+                [
+                    100_000 + i,
+                    rng.choice(countries),
+                    f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                    "",
+                    f"{rng.randint(2004, 2023)}-06-01T00:00:00Z",
+                ]
             )
     with settings.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -104,29 +130,47 @@ def load_population(ledger: Ledger, taxonomy: Taxonomy, folder: Path, *, crowd: 
         (1008, "2025-10-25T10:00:00Z", ("2025-11-20T10:00:00Z", False)),
     ):
         [status] = file_objection(
-            ledger, taxonomy, member_id=member_id, purposes=["genai.training"],
-            at=parse_instant(filed), grounds="I do not want my profile in AI models.",
-            source=Source.dpo, actor="demo", idempotency_key=f"demo-objection-{member_id}",
+            ledger,
+            taxonomy,
+            member_id=member_id,
+            purposes=["genai.training"],
+            at=parse_instant(filed),
+            grounds="I do not want my profile in AI models.",
+            source=Source.dpo,
+            actor="demo",
+            idempotency_key=f"demo-objection-{member_id}",
         )
         objections += 1
         if decision is not None:
             when, uphold = decision
             decide_objection(
-                ledger, reference=status.reference, uphold=uphold, at=parse_instant(when), actor="demo-dpo",
-                reason="The member's situation outweighs our interest." if uphold
+                ledger,
+                reference=status.reference,
+                uphold=uphold,
+                at=parse_instant(when),
+                actor="demo-dpo",
+                reason="The member's situation outweighs our interest."
+                if uphold
                 else "Public profile data only; compelling legitimate grounds documented in DPIA-7.",
             )
     return {"member_events": m.appended, "setting_events": s.appended, "objections": objections}
 
 
 def decision_grid(
-    engine: DecisionEngine, ledger: Ledger, *, category: str, purpose: str, dates: Sequence[str] = DATES
+    engine: DecisionEngine,
+    ledger: Ledger,
+    *,
+    category: str,
+    purpose: str,
+    dates: Sequence[str] = DATES,
 ) -> list[tuple[Persona, list[Decision]]]:
     rows = []
     for persona in PERSONAS:
         decisions = []
         for day in dates:
             at: datetime = parse_instant(day)
-            decisions.append(engine.decide_state(member_state(ledger, persona.member_id, at), category, purpose))
+            decisions.append(
+                engine.decide_state(member_state(ledger, persona.member_id, at), category, purpose)
+            )
         rows.append((persona, decisions))
     return rows

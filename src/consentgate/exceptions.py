@@ -60,9 +60,7 @@ class ImportRowError(InputError):
         self.row = row
         self.field = field
         self.message = message
-        super().__init__(
-            f"{file}, row {row}, field {field!r}: {message} (nothing was imported)"
-        )
+        super().__init__(f"{file}, row {row}, field {field!r}: {message} (nothing was imported)")
 
 
 class NotFoundError(ConsentgateError):

@@ -18,7 +18,12 @@ from datetime import datetime
 from consentgate.decisions.engine import member_state
 from consentgate.exceptions import InputError, NotFoundError, ObjectionStateError
 from consentgate.ledger.events import EventDraft, EventKind, LedgerEvent, Source
-from consentgate.ledger.state import ObjectionOutcome, ObjectionStatus, objection_payload, objections_from
+from consentgate.ledger.state import (
+    ObjectionOutcome,
+    ObjectionStatus,
+    objection_payload,
+    objections_from,
+)
 from consentgate.ledger.store import Ledger
 from consentgate.taxonomy import Taxonomy
 from consentgate.timeutil import ensure_utc, format_instant, from_micros, to_micros
@@ -118,16 +123,23 @@ def decide_objection(
     when = ensure_utc(at, field="at") if at is not None else ledger.clock()
     if status.decision is not None:
         raise ObjectionStateError(
-            f"objection {reference} was already {status.outcome} on {format_instant(status.decision.effective)}"
+            f"objection {reference} was already {status.outcome} "
+            f"on {format_instant(status.decision.effective)}"
         )
     if when < status.received_at:
         raise InputError(
-            f"--at: {format_instant(when)} is before the objection was received ({format_instant(status.received_at)})"
+            f"--at: {format_instant(when)} is before the objection was received "
+            f"({format_instant(status.received_at)})"
         )
-    body = {"outcome": "upheld" if uphold else "rejected", "reason": reason.strip(), "automatic": False}
+    body = {
+        "outcome": "upheld" if uphold else "rejected",
+        "reason": reason.strip(),
+        "automatic": False,
+    }
     if not uphold:
         body["complaint"] = (
-            "You may lodge a complaint with a supervisory authority (GDPR Art. 77) and seek a judicial remedy."
+            "You may lodge a complaint with a supervisory authority (GDPR Art. 77) "
+            "and seek a judicial remedy."
         )
     draft = EventDraft(
         status.member_id,

@@ -44,14 +44,18 @@ def root(
     typer_ctx: typer.Context,
     db: Annotated[
         str,
-        typer.Option(envvar="CONSENTGATE_DB", help="Ledger database: SQLite file path or URL, or a PostgreSQL URL."),
+        typer.Option(
+            envvar="CONSENTGATE_DB",
+            help="Ledger database: SQLite file path or URL, or a PostgreSQL URL.",
+        ),
     ] = DEFAULT_URL,
     policy_dir: Annotated[
         list[Path] | None,
         typer.Option(envvar="CONSENTGATE_POLICY_DIR", help="A folder of operator policies (repeatable)."),
     ] = None,
     builtin_policies: Annotated[
-        bool, typer.Option(help="Include the built-in linkedin-2024-09 and linkedin-2025-11 policies.")
+        bool,
+        typer.Option(help="Include the built-in linkedin-2024-09 and linkedin-2025-11 policies."),
     ] = True,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")

@@ -16,7 +16,7 @@ def verify(typer_ctx: typer.Context) -> None:
     report = ctx(typer_ctx).ledger().verify()
     if not report.ok:
         assert report.bad_seq is not None and report.problem is not None
-        raise ChainBroken(report.bad_seq, f"{report.problem} ({report.events_checked} events before it verified)")
-    console.print(
-        f"ok: {report.events_checked} events, chain intact up to seq {report.head_seq}"
-    )
+        raise ChainBroken(
+            report.bad_seq, f"{report.problem} ({report.events_checked} events before it verified)"
+        )
+    console.print(f"ok: {report.events_checked} events, chain intact up to seq {report.head_seq}")

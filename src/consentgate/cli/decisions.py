@@ -18,13 +18,24 @@ def explain(
     member: Annotated[int, typer.Option(help="Member id.")],
     category: Annotated[str, typer.Option(help="Category key, e.g. profile.skills.")],
     purpose: Annotated[str, typer.Option(help="Purpose key, e.g. genai.training.")],
-    at: Annotated[str | None, typer.Option(help="Instant (ISO 8601 with offset, or a date = 00:00Z; default now).")] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(help="Instant (ISO 8601 with offset, or a date = 00:00Z; default now)."),
+    ] = None,
     watermark: Annotated[int | None, typer.Option(help="Only ledger events with seq <= this.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """May this member's data of this category be used for this purpose at this time? And why."""
     context = ctx(typer_ctx)
-    decision = decide(context.engine, context.ledger(), member, category, purpose, instant(at), watermark=watermark)
+    decision = decide(
+        context.engine,
+        context.ledger(),
+        member,
+        category,
+        purpose,
+        instant(at),
+        watermark=watermark,
+    )
     if as_json:
         print_json(decision.to_dict())
         return

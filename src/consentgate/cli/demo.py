@@ -25,7 +25,8 @@ def _cell(decision: Decision) -> str:
 def demo(
     typer_ctx: typer.Context,
     db: Annotated[
-        str | None, typer.Option("--db", help="Ledger to fill (default: a new SQLite file in a temporary folder).")
+        str | None,
+        typer.Option("--db", help="Ledger to fill (default: a new SQLite file in a temporary folder)."),
     ] = None,
     crowd: Annotated[int, typer.Option(help="How many generated members besides the named ones.")] = 2000,
 ) -> None:
@@ -52,30 +53,50 @@ def demo(
         console.print(f"policy {policy.ref} in force from {policy.effective_from:%Y-%m-%d}: {policy.title}")
 
     for purpose, category, title in (
-        ("genai.training", "profile.skills", "May the member's skills train content-generating AI?"),
-        ("ads.affiliate_sharing", "activity.feed", "May the member's feed activity go to the group for its ads?"),
+        (
+            "genai.training",
+            "profile.skills",
+            "May the member's skills train content-generating AI?",
+        ),
+        (
+            "ads.affiliate_sharing",
+            "activity.feed",
+            "May the member's feed activity go to the group for its ads?",
+        ),
     ):
         table = Table("member", *DATES, title=f"{title}  ({category} for {purpose})", title_justify="left")
         for persona, decisions in decision_grid(context.engine, ledger, category=category, purpose=purpose):
             table.add_row(f"{persona.member_id} {persona.name} ({persona.country})", *map(_cell, decisions))
         console.print(table)
 
-    grid = decision_grid(context.engine, ledger, category="messages.private", purpose="genai.training", dates=["2026-04-01"])
+    grid = decision_grid(
+        context.engine,
+        ledger,
+        category="messages.private",
+        purpose="genai.training",
+        dates=["2026-04-01"],
+    )
     never = sum(1 for _, [d] in grid if not d.allowed)
-    console.print(f"private messages for AI training on 2026-04-01: never allowed ({never} of {len(grid)} named members: category_never_used)")
+    console.print(
+        f"private messages for AI training on 2026-04-01: not allowed for {never} of {len(grid)} "
+        "named members (category_never_used)"
+    )
 
-    changes = diff_policies(context.timeline.policies[0], context.timeline.policies[-1])
-    console.print(f"\n{context.timeline.policies[0].ref} → {context.timeline.policies[-1].ref}: {len(changes)} rule changes, e.g.")
+    first, last = context.timeline.policies[0], context.timeline.policies[-1]
+    changes = diff_policies(first, last)
+    console.print(f"\n{first.ref} → {last.ref}: {len(changes)} rule changes, e.g.")
     for change in changes[:5]:
         console.print(f"  {change.describe()}")
 
     report = ledger.verify()
     console.print(
-        f"\naudit: hash chain {'intact' if report.ok else 'BROKEN: ' + str(report.problem)} over {report.events_checked} events",
+        f"\naudit: hash chain {'intact' if report.ok else 'BROKEN: ' + str(report.problem)} "
+        f"over {report.events_checked} events",
     )
     console.print("\nTry:")
     for line in (
-        f"consentgate --db {url} explain --member 1003 --category profile.skills --purpose genai.training --at 2025-11-12",
+        f"consentgate --db {url} explain --member 1003 --category profile.skills "
+        "--purpose genai.training --at 2025-11-12",
         f"consentgate --db {url} member show 1007 --at 2025-12-01",
         f"consentgate --db {url} objection list --at 2025-11-05",
         f"consentgate --db {url} audit verify",

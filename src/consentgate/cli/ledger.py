@@ -42,7 +42,12 @@ def init(typer_ctx: typer.Context) -> None:
 
 def _run_import(label: str, work: Any) -> ImportResult:
     with Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     ) as progress:
         task = progress.add_task(label, total=None)
         result: ImportResult = work(lambda done: progress.update(task, completed=done))
@@ -52,9 +57,13 @@ def _run_import(label: str, work: Any) -> ImportResult:
 @members_app.command("import")
 def members_import(
     typer_ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="CSV or Parquet: member_id,country,birth_date,believed_minor[,registered_at]")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="CSV or Parquet: member_id,country,birth_date,believed_minor[,registered_at]"),
+    ],
     changes_at: Annotated[
-        str | None, typer.Option(help="When changed facts of known members take effect (default: now).")
+        str | None,
+        typer.Option(help="When changed facts of known members take effect (default: now)."),
     ] = None,
 ) -> None:
     """Import members (all or nothing). Known members: only changed facts are recorded."""
@@ -63,7 +72,9 @@ def members_import(
     when = instant(changes_at, "--changes-at") if changes_at else None
     result = _run_import(
         "importing members",
-        lambda progress: import_members(ledger, context.taxonomy, file, changes_effective_at=when, progress=progress),
+        lambda progress: import_members(
+            ledger, context.taxonomy, file, changes_effective_at=when, progress=progress
+        ),
     )
     console.print(
         f"{file}: {result.rows} rows, {result.appended} events appended, "
@@ -74,13 +85,19 @@ def members_import(
 @ledger_app.command("import")
 def ledger_import(
     typer_ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="CSV or Parquet: member_id,setting,value,effective_at[,source][,idempotency_key]")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV or Parquet: member_id,setting,value,effective_at[,source][,idempotency_key]"
+        ),
+    ],
 ) -> None:
     """Import a history of setting changes (all or nothing)."""
     context = ctx(typer_ctx)
     ledger = context.ledger()
     result = _run_import(
-        "importing events", lambda progress: import_settings(ledger, context.taxonomy, file, progress=progress)
+        "importing events",
+        lambda progress: import_settings(ledger, context.taxonomy, file, progress=progress),
     )
     console.print(
         f"{file}: {result.rows} rows, {result.appended} events appended, "
@@ -127,8 +144,14 @@ def member_report(context: Any, state: MemberState) -> dict[str, Any]:
         event = state.settings.get(setting.key)
         if event is not None:
             settings.append(
-                {"key": setting.key, "label": setting.label.en, "value": event.value == "true", "source": event.source,
-                 "seq": event.seq, "since": format_instant(event.effective)}
+                {
+                    "key": setting.key,
+                    "label": setting.label.en,
+                    "value": event.value == "true",
+                    "source": event.source,
+                    "seq": event.seq,
+                    "since": format_instant(event.effective),
+                }
             )
         else:
             default = (
@@ -137,8 +160,14 @@ def member_report(context: Any, state: MemberState) -> dict[str, Any]:
                 else False
             )
             settings.append(
-                {"key": setting.key, "label": setting.label.en, "value": default, "source": f"default ({region})",
-                 "seq": None, "since": None}
+                {
+                    "key": setting.key,
+                    "label": setting.label.en,
+                    "value": default,
+                    "source": f"default ({region})",
+                    "seq": None,
+                    "since": None,
+                }
             )
     return {
         "member_id": state.member_id,
@@ -151,8 +180,14 @@ def member_report(context: Any, state: MemberState) -> dict[str, Any]:
         "policy": None if policy is None else {"id": policy.id, "version": policy.version},
         "settings": settings,
         "objections": [
-            {"reference": o.reference, "purposes": list(o.purposes), "received": format_instant(o.received_at),
-             "status": str(o.outcome), "due": format_instant(o.due), "reason": o.decision_reason}
+            {
+                "reference": o.reference,
+                "purposes": list(o.purposes),
+                "received": format_instant(o.received_at),
+                "status": str(o.outcome),
+                "due": format_instant(o.due),
+                "reason": o.decision_reason,
+            }
             for o in state.objections.values()
         ],
     }
@@ -185,7 +220,10 @@ def member_show(
     table = Table("setting", "value", "source", "since", "event")
     for row in report["settings"]:
         table.add_row(
-            row["label"], "on" if row["value"] else "off", row["source"], row["since"] or "",
+            row["label"],
+            "on" if row["value"] else "off",
+            row["source"],
+            row["since"] or "",
             "" if row["seq"] is None else f"seq {row['seq']}",
         )
     console.print(table)
@@ -193,7 +231,10 @@ def member_show(
         objections = Table("objection", "purposes", "received", "status")
         for status in state.objections.values():
             objections.add_row(
-                status.reference, ", ".join(status.purposes), format_instant(status.received_at), status_line(status, when)
+                status.reference,
+                ", ".join(status.purposes),
+                format_instant(status.received_at),
+                status_line(status, when),
             )
         console.print(objections)
     else:

@@ -11,7 +11,13 @@ from consentgate.cli.context import console, ctx, instant, print_json
 from consentgate.exceptions import InputError
 from consentgate.ledger.events import Source
 from consentgate.ledger.state import ObjectionStatus
-from consentgate.objections import decide_objection, extend_objection, file_objection, list_objections, status_line
+from consentgate.objections import (
+    decide_objection,
+    extend_objection,
+    file_objection,
+    list_objections,
+    status_line,
+)
 from consentgate.timeutil import format_instant
 
 app = typer.Typer(help="Art. 21 objections with Art. 12(3) deadlines.", no_args_is_help=True)
@@ -37,7 +43,9 @@ def _public(status: ObjectionStatus) -> dict[str, object]:
 def file(
     typer_ctx: typer.Context,
     member: Annotated[int, typer.Option(help="Member id.")],
-    purposes: Annotated[str, typer.Option(help="Comma-separated purposes, e.g. genai.training,ads.personalization.")],
+    purposes: Annotated[
+        str, typer.Option(help="Comma-separated purposes, e.g. genai.training,ads.personalization.")
+    ],
     at: Annotated[str | None, typer.Option(help="When it was received (ISO 8601; default now).")] = None,
     grounds: Annotated[str, typer.Option(help="The member's grounds (optional).")] = "",
     source: Annotated[str, typer.Option(help="member (self-service) or dpo (entered by staff).")] = "dpo",
@@ -49,8 +57,14 @@ def file(
         raise InputError(f"--source: expected member or dpo, got {source!r}")
     keys = [p.strip() for p in purposes.split(",") if p.strip()]
     statuses = file_objection(
-        context.ledger(), context.taxonomy, member_id=member, purposes=keys,
-        at=None if at is None else instant(at), grounds=grounds, source=Source(source), actor=source,
+        context.ledger(),
+        context.taxonomy,
+        member_id=member,
+        purposes=keys,
+        at=None if at is None else instant(at),
+        grounds=grounds,
+        source=Source(source),
+        actor=source,
     )
     if as_json:
         print_json([_public(s) for s in statuses])
@@ -72,16 +86,23 @@ def file(
 @app.command("decide")
 def decide(
     typer_ctx: typer.Context,
-    reference: Annotated[str, typer.Argument(metavar="REF", help="Objection reference, e.g. OBJ-1A2B3C4D5E.")],
+    reference: Annotated[
+        str, typer.Argument(metavar="REF", help="Objection reference, e.g. OBJ-1A2B3C4D5E.")
+    ],
     reason: Annotated[str, typer.Option(help="The reasons for the decision (required).")],
-    uphold: Annotated[bool | None, typer.Option("--uphold/--reject", help="Uphold or reject the objection.")] = None,
+    uphold: Annotated[
+        bool | None, typer.Option("--uphold/--reject", help="Uphold or reject the objection.")
+    ] = None,
     at: Annotated[str | None, typer.Option(help="When decided (ISO 8601; default now).")] = None,
 ) -> None:
     """Uphold (purposes stay excluded) or reject with reasons (processing resumes from now)."""
     if uphold is None:
         raise InputError("say --uphold or --reject")
     status = decide_objection(
-        ctx(typer_ctx).ledger(), reference=reference, uphold=uphold, reason=reason,
+        ctx(typer_ctx).ledger(),
+        reference=reference,
+        uphold=uphold,
+        reason=reason,
         at=None if at is None else instant(at),
     )
     assert status.decision is not None
@@ -95,11 +116,16 @@ def extend(
     reference: Annotated[str, typer.Argument(metavar="REF", help="Objection reference.")],
     months: Annotated[int, typer.Option(help="1 or 2 further months.")],
     reason: Annotated[str, typer.Option(help="Why the answer takes longer (told to the member).")],
-    at: Annotated[str | None, typer.Option(help="When the extension is announced (ISO 8601; default now).")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="When the extension is announced (ISO 8601; default now).")
+    ] = None,
 ) -> None:
     """Extend the deadline (only within the first month, by at most two months)."""
     status = extend_objection(
-        ctx(typer_ctx).ledger(), reference=reference, months=months, reason=reason,
+        ctx(typer_ctx).ledger(),
+        reference=reference,
+        months=months,
+        reason=reason,
         at=None if at is None else instant(at),
     )
     console.print(f"{reference}: now due by {format_instant(status.due)}")
@@ -121,8 +147,11 @@ def list_command(
     table = Table("reference", "member", "purposes", "received", "status")
     for status in statuses:
         table.add_row(
-            status.reference, str(status.member_id), ", ".join(status.purposes),
-            format_instant(status.received_at), status_line(status, when),
+            status.reference,
+            str(status.member_id),
+            ", ".join(status.purposes),
+            format_instant(status.received_at),
+            status_line(status, when),
         )
     console.print(table)
     console.print(f"{len(statuses)} objection(s) as of {format_instant(when)}")

@@ -27,7 +27,11 @@ def list_policies(typer_ctx: typer.Context) -> None:
             else "(current)"
         )
         table.add_row(
-            policy.id, str(policy.version), format_instant(policy.effective_from), until, policy.title,
+            policy.id,
+            str(policy.version),
+            format_instant(policy.effective_from),
+            until,
+            policy.title,
             str(len(policy.purposes)),
         )
     console.print(table)

@@ -58,7 +58,9 @@ def show(
 @app.command("export")
 def export(
     typer_ctx: typer.Context,
-    fmt: Annotated[ExportFormat, typer.Option("--format", help="fideslang, or json (consentgate's own).")] = ExportFormat.fideslang,
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="fideslang, or json (consentgate's own).")
+    ] = ExportFormat.fideslang,
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of standard output.")] = None,
 ) -> None:
     """Export the taxonomy, e.g. as a fideslang taxonomy for Fides-based data maps."""

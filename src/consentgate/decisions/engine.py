@@ -117,7 +117,10 @@ class DecisionEngine:
             )
         if not state.known:
             reasons.append(
-                Reason(ReasonCode.unknown_member, f"member {state.member_id} is not in the ledger as of this time")
+                Reason(
+                    ReasonCode.unknown_member,
+                    f"member {state.member_id} is not in the ledger as of this time",
+                )
             )
         if reasons or policy is None:
             return finish(policy)
@@ -165,9 +168,7 @@ class DecisionEngine:
 
         # 4. What the data is.
         if scope.never_used:
-            reasons.append(
-                Reason(ReasonCode.category_never_used, f"{category} is never used for {purpose}")
-            )
+            reasons.append(Reason(ReasonCode.category_never_used, f"{category} is never used for {purpose}"))
         elif not scope.in_scope:
             reasons.append(
                 Reason(ReasonCode.category_out_of_scope, f"{category} is not in scope of {purpose}")
@@ -202,7 +203,8 @@ class DecisionEngine:
                     reasons.append(
                         Reason(
                             ReasonCode.objection_pending_not_restricting,
-                            f"objection {status.reference} is pending; this policy does not restrict meanwhile",
+                            f"objection {status.reference} is pending; "
+                            "this policy does not restrict processing meanwhile",
                             seq=status.received.seq,
                             reference=status.reference,
                         )
@@ -259,11 +261,18 @@ class DecisionEngine:
             assert minor_event is not None
             evidence.append(minor_event)
             reasons.append(
-                Reason(ReasonCode.member_minor, "the member is believed to be under 18", seq=minor_event.seq)
+                Reason(
+                    ReasonCode.member_minor,
+                    "the member is believed to be under 18",
+                    seq=minor_event.seq,
+                )
             )
         elif birth is None and state.believed_minor is None and policy.options.exclude_unknown_age:
             reasons.append(
-                Reason(ReasonCode.age_unknown, "the member's age is unknown and the policy excludes unknown ages")
+                Reason(
+                    ReasonCode.age_unknown,
+                    "the member's age is unknown and the policy excludes unknown ages",
+                )
             )
 
     def _check_settings(

@@ -37,18 +37,54 @@ def member_drafts(
     at = to_micros(registered_at)
     base = f"member:{member_id}"
     drafts = [
-        EventDraft(member_id, EventKind.member_registered, "registered", "true", at, source, actor, f"{base}:registered:{at}"),
-        EventDraft(member_id, EventKind.member_fact, "country", country, at, source, actor, f"{base}:country:{country}:{at}"),
+        EventDraft(
+            member_id,
+            EventKind.member_registered,
+            "registered",
+            "true",
+            at,
+            source,
+            actor,
+            f"{base}:registered:{at}",
+        ),
+        EventDraft(
+            member_id,
+            EventKind.member_fact,
+            "country",
+            country,
+            at,
+            source,
+            actor,
+            f"{base}:country:{country}:{at}",
+        ),
     ]
     if birth_date is not None:
         value = birth_date.isoformat()
         drafts.append(
-            EventDraft(member_id, EventKind.member_fact, "birth_date", value, at, source, actor, f"{base}:birth_date:{value}:{at}")
+            EventDraft(
+                member_id,
+                EventKind.member_fact,
+                "birth_date",
+                value,
+                at,
+                source,
+                actor,
+                f"{base}:birth_date:{value}:{at}",
+            )
         )
     if believed_minor is not None:
         value = "true" if believed_minor else "false"
         drafts.append(
-            EventDraft(member_id, EventKind.member_fact, "believed_minor", value, at, source, actor, f"{base}:believed_minor:{value}:{at}")
+            EventDraft(
+                member_id,
+                EventKind.member_fact,
+                "believed_minor",
+                value,
+                at,
+                source,
+                actor,
+                f"{base}:believed_minor:{value}:{at}",
+            )
         )
     return drafts
 
@@ -112,12 +148,25 @@ def fact_draft(
 ) -> EventDraft:
     at_us = to_micros(at)
     return EventDraft(
-        member_id, EventKind.member_fact, key, value, at_us, source, actor, f"member:{member_id}:{key}:{value}:{at_us}"
+        member_id,
+        EventKind.member_fact,
+        key,
+        value,
+        at_us,
+        source,
+        actor,
+        f"member:{member_id}:{key}:{value}:{at_us}",
     )
 
 
 def acknowledge_notice(
-    ledger: Ledger, *, member_id: int, policy_ref: str, at: datetime | None, source: Source, actor: str
+    ledger: Ledger,
+    *,
+    member_id: int,
+    policy_ref: str,
+    at: datetime | None,
+    source: Source,
+    actor: str,
 ) -> LedgerEvent:
     draft = EventDraft(
         member_id,

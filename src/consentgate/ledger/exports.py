@@ -94,7 +94,10 @@ def _write(path: Path, fmt: str, schema: pa.Schema, batches: Iterator[pa.RecordB
     try:
         for batch in batches:
             typed = pa.record_batch(
-                [col.view(UTC_US) if f.type == UTC_US else col for col, f in zip(batch.columns, schema, strict=True)],
+                [
+                    col.view(UTC_US) if f.type == UTC_US else col
+                    for col, f in zip(batch.columns, schema, strict=True)
+                ],
                 schema=schema,
             )
             writer.write_batch(typed)
@@ -107,7 +110,9 @@ def _write(path: Path, fmt: str, schema: pa.Schema, batches: Iterator[pa.RecordB
 
 def export_events(ledger: Ledger, path: Path, *, fmt: str, watermark: int | None = None) -> int:
     """Write every event (up to ``watermark``) to ``path``; returns the number of rows."""
-    raw_schema = pa.schema([pa.field(f.name, pa.int64() if f.type == UTC_US else f.type) for f in EVENT_SCHEMA])
+    raw_schema = pa.schema(
+        [pa.field(f.name, pa.int64() if f.type == UTC_US else f.type) for f in EVENT_SCHEMA]
+    )
     batches = _batches(_event_rows(ledger, watermark), raw_schema, 50_000)
     return _write(path, fmt, EVENT_SCHEMA, batches)
 
@@ -132,7 +137,9 @@ def state_rows(ledger: Ledger, *, at: datetime, watermark: int) -> Iterator[tupl
 def state_table(ledger: Ledger, *, at: datetime, watermark: int | None = None) -> pa.Table:
     """The as-of state of every member as an Arrow table (timestamps as UTC microseconds)."""
     mark = ledger.watermark() if watermark is None else watermark
-    raw_schema = pa.schema([pa.field(f.name, pa.int64() if f.type == UTC_US else f.type) for f in STATE_SCHEMA])
+    raw_schema = pa.schema(
+        [pa.field(f.name, pa.int64() if f.type == UTC_US else f.type) for f in STATE_SCHEMA]
+    )
     batches = list(_batches(state_rows(ledger, at=at, watermark=mark), raw_schema, 100_000))
     table = pa.Table.from_batches(batches, schema=raw_schema)
     return table.set_column(
@@ -142,6 +149,8 @@ def state_table(ledger: Ledger, *, at: datetime, watermark: int | None = None) -
     )
 
 
-def export_state(ledger: Ledger, path: Path, *, at: datetime, watermark: int | None = None, fmt: str = "parquet") -> int:
+def export_state(
+    ledger: Ledger, path: Path, *, at: datetime, watermark: int | None = None, fmt: str = "parquet"
+) -> int:
     table = state_table(ledger, at=at, watermark=watermark)
     return _write(path, fmt, STATE_SCHEMA, iter(table.to_batches(max_chunksize=100_000)))

@@ -44,7 +44,9 @@ def _int(file: str, index: int, field: str, text: str) -> int:
     except ValueError:
         raise ImportRowError(file, _row(index), field, f"expected an integer, got {text!r}") from None
     if not 0 <= value < 2**63:
-        raise ImportRowError(file, _row(index), field, f"expected a non-negative 64-bit integer, got {text!r}")
+        raise ImportRowError(
+            file, _row(index), field, f"expected a non-negative 64-bit integer, got {text!r}"
+        )
     return value
 
 
@@ -63,7 +65,10 @@ def _instant(file: str, index: int, field: str, text: str) -> datetime:
         return parse_instant(text, field=field, allow_date=False)
     except TimestampError:
         raise ImportRowError(
-            file, _row(index), field, f"expected an ISO 8601 timestamp with offset (e.g. 2025-11-03T00:00:00Z), got {text!r}"
+            file,
+            _row(index),
+            field,
+            f"expected an ISO 8601 timestamp with offset (e.g. 2025-11-03T00:00:00Z), got {text!r}",
         ) from None
 
 
@@ -95,17 +100,29 @@ def import_members(
     for i in range(table.num_rows):
         member_id = _int(file, i, "member_id", ids[i])
         if member_id in seen:
-            raise ImportRowError(file, _row(i), "member_id", f"member {member_id} appears again (first in row {seen[member_id]})")
+            raise ImportRowError(
+                file,
+                _row(i),
+                "member_id",
+                f"member {member_id} appears again (first in row {seen[member_id]})",
+            )
         seen[member_id] = _row(i)
         country = countries[i].strip().upper()
         if country not in taxonomy.assigned_countries:
-            raise ImportRowError(file, _row(i), "country", f"expected an ISO 3166-1 alpha-2 code, got {countries[i]!r}")
+            raise ImportRowError(
+                file,
+                _row(i),
+                "country",
+                f"expected an ISO 3166-1 alpha-2 code, got {countries[i]!r}",
+            )
         birth = None
         if births[i].strip():
             try:
                 birth = parse_date(births[i], field="birth_date")
             except TimestampError:
-                raise ImportRowError(file, _row(i), "birth_date", f"expected YYYY-MM-DD or empty, got {births[i]!r}") from None
+                raise ImportRowError(
+                    file, _row(i), "birth_date", f"expected YYYY-MM-DD or empty, got {births[i]!r}"
+                ) from None
         minor = _bool(file, i, "believed_minor", minors[i], optional=True)
         reg = _instant(file, i, "registered_at", registered[i]) if registered[i].strip() else EARLIEST
         parsed.append((member_id, country, birth, minor, reg))
@@ -137,7 +154,14 @@ def import_members(
         for key in FACT_KEYS:
             if current.get(member_id, {}).get(key, "") != wanted[key]:
                 drafts.append(
-                    fact_draft(member_id=member_id, key=key, value=wanted[key], at=change_at, source=Source.import_, actor=actor)
+                    fact_draft(
+                        member_id=member_id,
+                        key=key,
+                        value=wanted[key],
+                        at=change_at,
+                        source=Source.import_,
+                        actor=actor,
+                    )
                 )
     appended, present = ledger.append_bulk(drafts, progress=progress)
     return ImportResult(rows=table.num_rows, appended=appended, already_present=present)
@@ -180,7 +204,12 @@ def import_settings(
     for i in range(table.num_rows):
         member_id = _int(file, i, "member_id", ids[i])
         if member_id not in known:
-            raise ImportRowError(file, _row(i), "member_id", f"member {member_id} is not in the ledger (import members first)")
+            raise ImportRowError(
+                file,
+                _row(i),
+                "member_id",
+                f"member {member_id} is not in the ledger (import members first)",
+            )
         setting = settings[i].strip()
         if setting not in toggles:
             hint = " (an action, not an on/off switch)" if setting in taxonomy.settings else ""
@@ -190,20 +219,40 @@ def import_settings(
         source_text = sources[i].strip() or "import"
         source = IMPORT_SOURCES.get(source_text)
         if source is None:
-            raise ImportRowError(file, _row(i), "source", f"expected one of {sorted(IMPORT_SOURCES)}, got {sources[i]!r}")
+            raise ImportRowError(
+                file,
+                _row(i),
+                "source",
+                f"expected one of {sorted(IMPORT_SOURCES)}, got {sources[i]!r}",
+            )
         text_value = "true" if value else "false"
         key = keys[i].strip()
         if not key:
-            digest = hashlib.sha256(f"{member_id}|{setting}|{text_value}|{effective}|{source_text}".encode()).hexdigest()
+            digest = hashlib.sha256(
+                f"{member_id}|{setting}|{text_value}|{effective}|{source_text}".encode()
+            ).hexdigest()
             key = f"import:{digest[:40]}"
         if key in seen_keys:
-            raise ImportRowError(file, _row(i), "idempotency_key", f"duplicate of row {seen_keys[key]} ({key!r})")
+            raise ImportRowError(
+                file, _row(i), "idempotency_key", f"duplicate of row {seen_keys[key]} ({key!r})"
+            )
         seen_keys[key] = _row(i)
         # History imports may carry older effective times: they are marked as imports, whatever
         # source the file claims, unless it says dpo or system.
         if source in (Source.member, Source.gpc):
             source = Source.import_
-        drafts.append(EventDraft(member_id, EventKind.setting_changed, setting, text_value, effective, source, actor, key))
+        drafts.append(
+            EventDraft(
+                member_id,
+                EventKind.setting_changed,
+                setting,
+                text_value,
+                effective,
+                source,
+                actor,
+                key,
+            )
+        )
     appended, present = ledger.append_bulk(drafts, progress=progress)
     return ImportResult(rows=table.num_rows, appended=appended, already_present=present)
 

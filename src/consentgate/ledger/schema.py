@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, text
 
+OBJECTION_KINDS_SQL = "kind IN ('objection_received', 'objection_decided', 'objection_extended')"
+
 metadata = MetaData()
 
 # SQLite makes only "INTEGER PRIMARY KEY" an alias of the rowid; a BIGINT key would need a second
@@ -31,8 +33,8 @@ Index(
     "ix_events_objections",
     events.c.key,
     events.c.seq,
-    sqlite_where=text("kind LIKE 'objection_%'"),
-    postgresql_where=text("kind LIKE 'objection_%'"),
+    sqlite_where=text(OBJECTION_KINDS_SQL),
+    postgresql_where=text(OBJECTION_KINDS_SQL),
 )
 
 # The head of the chain: the last seq and hash, so an append reads one row under a lock and a

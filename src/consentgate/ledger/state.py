@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -91,19 +91,13 @@ def objections_from(events: Iterable[LedgerEvent]) -> dict[str, ObjectionStatus]
                 grounds=body.get("grounds", ""),
                 received=event,
             )
-        elif event.key in out and event.kind == EventKind.objection_decided:
-            if out[event.key].decision is None:
-                out[event.key] = _with(out[event.key], decision=event)
-        elif event.key in out and event.kind == EventKind.objection_extended:
-            if out[event.key].extension is None:
-                out[event.key] = _with(out[event.key], extension=event)
+        elif event.key not in out:
+            continue
+        elif event.kind == EventKind.objection_decided and out[event.key].decision is None:
+            out[event.key] = replace(out[event.key], decision=event)
+        elif event.kind == EventKind.objection_extended and out[event.key].extension is None:
+            out[event.key] = replace(out[event.key], extension=event)
     return out
-
-
-def _with(status: ObjectionStatus, **changes: LedgerEvent) -> ObjectionStatus:
-    from dataclasses import replace
-
-    return replace(status, **changes)
 
 
 @dataclass(frozen=True)
@@ -204,4 +198,8 @@ def resolve_member(
 
 
 def describe_event(event: LedgerEvent) -> str:
-    return f"seq {event.seq} ({event.kind} {event.key}={event.value!r}, effective {from_micros(event.effective_at):%Y-%m-%d %H:%M}Z, source {event.source})"
+    effective = from_micros(event.effective_at)
+    return (
+        f"seq {event.seq} ({event.kind} {event.key}={event.value!r}, "
+        f"effective {effective:%Y-%m-%d %H:%M}Z, source {event.source})"
+    )

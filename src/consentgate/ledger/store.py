@@ -21,7 +21,7 @@ from consentgate.ledger.events import (
     digest_of,
     event_digest,
 )
-from consentgate.ledger.schema import events, ledger_head
+from consentgate.ledger.schema import OBJECTION_KINDS_SQL, ledger_head
 from consentgate.timeutil import format_instant, from_micros, now_utc, to_micros
 
 COLUMNS = (
@@ -63,15 +63,17 @@ class Ledger:
         self._param = "?" if self.dialect == "sqlite" else "%s"
 
     @classmethod
-    def open(
-        cls, url: str, *, clock: Callable[[], datetime] = now_utc, initialise: bool = False
-    ) -> Ledger:
+    def open(cls, url: str, *, clock: Callable[[], datetime] = now_utc, initialise: bool = False) -> Ledger:
         """Open the ledger at ``url``; with ``initialise`` create or migrate its schema first."""
         engine = create_ledger_engine(url)
-        if initialise:
-            migrate(engine)
-        else:
-            require_schema(engine)
+        try:
+            if initialise:
+                migrate(engine)
+            else:
+                require_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine, clock=clock)
 
     def close(self) -> None:
@@ -115,7 +117,11 @@ class Ledger:
         return out
 
     def append_bulk(
-        self, drafts: Iterable[EventDraft], *, progress: ProgressFn | None = None, chunk: int = 50_000
+        self,
+        drafts: Iterable[EventDraft],
+        *,
+        progress: ProgressFn | None = None,
+        chunk: int = 50_000,
     ) -> tuple[int, int]:
         """Append many events in one transaction, fast; returns (appended, already present).
 
@@ -243,9 +249,10 @@ class Ledger:
         if self.dialect == "postgresql":
             # COPY is PostgreSQL's bulk path: one round trip instead of one per row.
             try:
-                with raw.cursor() as cursor, cursor.copy(
-                    f"COPY events ({', '.join(COLUMNS)}) FROM STDIN"
-                ) as copy:
+                with (
+                    raw.cursor() as cursor,
+                    cursor.copy(f"COPY events ({', '.join(COLUMNS)}) FROM STDIN") as copy,
+                ):
                     for row in rows:
                         copy.write_row(row)
             except psycopg.errors.UniqueViolation as exc:
@@ -319,7 +326,7 @@ class Ledger:
 
     def objection_events(self, reference: str | None = None) -> list[LedgerEvent]:
         """Every objection event (optionally of one reference), by seq."""
-        sql = f"{_SELECT} WHERE kind LIKE 'objection_%'"
+        sql = f"{_SELECT} WHERE {OBJECTION_KINDS_SQL}"
         params: list[Any] = []
         if reference is not None:
             sql += f" AND key = {self._param}"
@@ -358,7 +365,9 @@ class Ledger:
     def count_members(self) -> int:
         with self.engine.connect() as conn:
             rows = self._raw_query(
-                conn, "SELECT COUNT(DISTINCT member_id) FROM events WHERE kind = 'member_registered'", []
+                conn,
+                "SELECT COUNT(DISTINCT member_id) FROM events WHERE kind = 'member_registered'",
+                [],
             )
             return int(rows[0][0])
 
@@ -383,7 +392,13 @@ class Ledger:
             elif digest_of(event) != event.hash:
                 problem = "changed: its contents do not match its hash"
             if problem:
-                return VerifyReport(False, checked, head_seq, event.seq if event.seq <= expected_seq else expected_seq, problem)
+                return VerifyReport(
+                    False,
+                    checked,
+                    head_seq,
+                    event.seq if event.seq <= expected_seq else expected_seq,
+                    problem,
+                )
             prev_hash = event.hash
             expected_seq += 1
             checked += 1
@@ -401,7 +416,9 @@ class Ledger:
 
     def _diagnose_link(self, event: LedgerEvent) -> str:
         with self.engine.connect() as conn:
-            rows = self._raw_query(conn, f"SELECT seq FROM events WHERE hash = {self._param}", [event.prev_hash])
+            rows = self._raw_query(
+                conn, f"SELECT seq FROM events WHERE hash = {self._param}", [event.prev_hash]
+            )
         if rows and int(rows[0][0]) != event.seq - 1:
             return f"out of order: it was chained after seq {rows[0][0]}, not after seq {event.seq - 1}"
         return f"changed: seq {event.seq - 1} before it was altered, or its link (prev_hash) was edited"

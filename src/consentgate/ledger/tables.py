@@ -63,7 +63,10 @@ def _locate_csv_problem(path: Path, width: int, exc: Exception) -> InputError:
         for number, row in enumerate(csv.reader(handle), start=1):
             if len(row) != width:
                 return ImportRowError(
-                    str(path), number, "(row)", f"expected {width} fields as in the header, found {len(row)}"
+                    str(path),
+                    number,
+                    "(row)",
+                    f"expected {width} fields as in the header, found {len(row)}",
                 )
     return InputError(f"{path}: not valid CSV ({_first_line(exc)})")
 

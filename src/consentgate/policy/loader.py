@@ -67,14 +67,10 @@ def _semantic_problems(policy: Policy, taxonomy: Taxonomy) -> list[str]:
                     )
             for cat in region_rule.category_basis:
                 if cat not in rule.categories:
-                    problems.append(
-                        f"{where}.category_basis.{cat}: not among the purpose's categories"
-                    )
+                    problems.append(f"{where}.category_basis.{cat}: not among the purpose's categories")
             for i, cat in enumerate(region_rule.categories or ()):
                 if cat not in rule.categories:
-                    problems.append(
-                        f"{where}.categories[{i}]: {cat!r} is not among the purpose's categories"
-                    )
+                    problems.append(f"{where}.categories[{i}]: {cat!r} is not among the purpose's categories")
     for key, per_region in policy.setting_defaults.items():
         if key not in taxonomy.settings:
             problems.append(f"setting_defaults.{key}: unknown setting")

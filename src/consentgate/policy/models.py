@@ -61,7 +61,6 @@ class RegionRule(_Strict):
     )
     note: str | None = Field(default=None, description="Why the rule is as it is (source, doubt)")
 
-
     def basis_for(self, category: str) -> LegalBasis:
         return self.category_basis.get(category, self.legal_basis)
 
@@ -77,9 +76,7 @@ class PurposeRule(_Strict):
     objection: ObjectionMode = Field(
         default=ObjectionMode.restrict_on_receipt, description="How a pending objection acts"
     )
-    gpc: bool = Field(
-        default=False, description="A Global Privacy Control signal opts out of this purpose"
-    )
+    gpc: bool = Field(default=False, description="A Global Privacy Control signal opts out of this purpose")
     regions: dict[RegionKey, RegionRule] = Field(
         description="Per-region rules; a region not listed is excluded from the purpose"
     )

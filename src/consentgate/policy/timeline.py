@@ -6,6 +6,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ class Timeline:
             if (policy.id, policy.version) in seen:
                 raise PolicyValidationError(policy.ref, ["the same id and version is defined twice"])
             seen[(policy.id, policy.version)] = policy
-        for earlier, later in zip(ordered, ordered[1:], strict=False):
+        for earlier, later in pairwise(ordered):
             if earlier.effective_from == later.effective_from:
                 raise PolicyValidationError(
                     later.ref,

@@ -10,10 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 DOTTED = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
 CategoryKey = Annotated[
-    str, StringConstraints(pattern=DOTTED), Field(description="Dotted category key, e.g. profile.skills")
+    str,
+    StringConstraints(pattern=DOTTED),
+    Field(description="Dotted category key, e.g. profile.skills"),
 ]
 PurposeKey = Annotated[
-    str, StringConstraints(pattern=DOTTED), Field(description="Dotted purpose key, e.g. genai.training")
+    str,
+    StringConstraints(pattern=DOTTED),
+    Field(description="Dotted purpose key, e.g. genai.training"),
 ]
 SettingKey = Annotated[
     str,
@@ -21,7 +25,9 @@ SettingKey = Annotated[
     Field(description="Setting key, e.g. genai_improvement"),
 ]
 RegionKey = Annotated[
-    str, StringConstraints(pattern=r"^[A-Z]{2,3}$"), Field(description="Region key: EEA, CH, UK, CA, HK, CN, ROW")
+    str,
+    StringConstraints(pattern=r"^[A-Z]{2,3}$"),
+    Field(description="Region key: EEA, CH, UK, CA, HK, CN, ROW"),
 ]
 
 REGIONS: tuple[str, ...] = ("EEA", "CH", "UK", "CA", "HK", "CN", "ROW")
@@ -117,6 +123,5 @@ class Setting(_Frozen):
     def governs(self, purpose: str, category: str) -> bool:
         """Whether this setting controls ``purpose`` for ``category``."""
         return any(
-            c.purpose == purpose and (c.categories is None or category in c.categories)
-            for c in self.controls
+            c.purpose == purpose and (c.categories is None or category in c.categories) for c in self.controls
         )

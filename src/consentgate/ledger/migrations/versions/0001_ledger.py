@@ -15,6 +15,8 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# Written out (not imported) so the migration keeps meaning what it meant when it was written.
+OBJECTION_KINDS_SQL = "kind IN ('objection_received', 'objection_decided', 'objection_extended')"
 SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 SQLITE_TRIGGERS = [
@@ -57,8 +59,8 @@ def upgrade() -> None:
         "ix_events_objections",
         "events",
         ["key", "seq"],
-        sqlite_where=sa.text("kind LIKE 'objection_%'"),
-        postgresql_where=sa.text("kind LIKE 'objection_%'"),
+        sqlite_where=sa.text(OBJECTION_KINDS_SQL),
+        postgresql_where=sa.text(OBJECTION_KINDS_SQL),
     )
     head = op.create_table(
         "ledger_head",

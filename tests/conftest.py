@@ -1,0 +1,141 @@
+"""Shared fixtures: a real ledger on SQLite and on PostgreSQL, a decision engine, helpers.
+
+PostgreSQL is not optional: a test that needs it fails when it is unreachable, so a green run always
+means both databases were exercised. Each PostgreSQL test gets a schema of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+
+from consentgate.decisions import DecisionEngine
+from consentgate.ledger.commands import member_drafts
+from consentgate.ledger.events import EventDraft, EventKind, LedgerEvent, Source
+from consentgate.ledger.store import Ledger
+from consentgate.policy import load_timeline
+from consentgate.taxonomy import load_taxonomy
+from consentgate.timeutil import parse_date, parse_instant, to_micros
+
+PG_DSN = os.environ.get("CONSENTGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+NOW = parse_instant("2026-11-23T12:00:00Z")
+
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.register_profile(
+    "ci", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=True
+)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+class FixedClock:
+    """A clock the test moves by hand: no hidden "now" in a test either."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _pg_schema_url() -> Iterator[str]:
+    schema = f"cg_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL at {PG_DSN} is required for the ledger tests and is not reachable ({exc}). "
+            "Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+        )
+    base = PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, empty database URL on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.db'}"
+    else:
+        yield from _pg_schema_url()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def ledger(ledger_url: str, clock: FixedClock) -> Iterator[Ledger]:
+    """An initialised ledger on SQLite and on PostgreSQL."""
+    opened = Ledger.open(ledger_url, clock=clock, initialise=True)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="session")
+def taxonomy():
+    return load_taxonomy()
+
+
+@pytest.fixture(scope="session")
+def engine(taxonomy) -> DecisionEngine:
+    return DecisionEngine(taxonomy, load_timeline())
+
+
+def at(text: str) -> datetime:
+    """An instant from ISO text; a bare date means 00:00 UTC."""
+    return parse_instant(text)
+
+
+def register(
+    ledger: Ledger,
+    member_id: int,
+    country: str,
+    *,
+    birth_date: str | None = None,
+    believed_minor: bool | None = None,
+    registered_at: str = "2015-01-01T00:00:00Z",
+) -> list[LedgerEvent]:
+    return ledger.append(
+        member_drafts(
+            member_id=member_id,
+            country=country,
+            birth_date=None if birth_date is None else parse_date(birth_date),
+            believed_minor=believed_minor,
+            registered_at=at(registered_at),
+            source=Source.import_,
+            actor="test",
+        )
+    )
+
+
+def set_setting(
+    ledger: Ledger, member_id: int, key: str, value: bool, when: str, *, source: Source = Source.import_
+) -> LedgerEvent:
+    [event] = ledger.append(
+        [
+            EventDraft(
+                member_id,
+                EventKind.setting_changed,
+                key,
+                "true" if value else "false",
+                to_micros(at(when)),
+                source,
+                "test",
+                f"test:{uuid.uuid4().hex}",
+            )
+        ]
+    )
+    return event
