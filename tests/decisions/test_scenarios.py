@@ -69,13 +69,19 @@ def test_genai_training_by_region_and_date(
     assert codes(decision)[:1] == ([] if denial is None else [denial])
 
 
-def test_eea_basis_is_legitimate_interest_and_rest_of_world_notice(ledger: Ledger, engine: DecisionEngine) -> None:
+def test_eea_basis_is_legitimate_interest_and_rest_of_world_notice(
+    ledger: Ledger, engine: DecisionEngine
+) -> None:
     """From 2025-11-03 the EEA rests on legitimate interest; the rest of the world on notice and opt-out."""
     register(ledger, 1, "FR")
     register(ledger, 2, "US")
     eea = run(engine, ledger, 1, "content.posts", GENAI, "2025-11-04")
     row = run(engine, ledger, 2, "content.posts", GENAI, "2025-11-04")
-    assert (eea.legal_basis, eea.policy_id, eea.policy_version) == ("legitimate_interest", "linkedin-2025-11", 2)
+    assert (eea.legal_basis, eea.policy_id, eea.policy_version) == (
+        "legitimate_interest",
+        "linkedin-2025-11",
+        2,
+    )
     assert row.legal_basis == "notice"
     assert [str(r.code) for r in eea.reasons][:3] == ["policy_in_force", "legal_basis", "setting_default_on"]
 
@@ -94,7 +100,9 @@ NEVER_USED = [
 
 
 @pytest.mark.parametrize("category", NEVER_USED)
-def test_never_used_categories_are_never_trained_on(ledger: Ledger, engine: DecisionEngine, category: str) -> None:
+def test_never_used_categories_are_never_trained_on(
+    ledger: Ledger, engine: DecisionEngine, category: str
+) -> None:
     """Private messages, credentials, payment and salary data, job applications: never, whatever the setting."""
     register(ledger, 1, "US")
     set_setting(ledger, 1, "genai_improvement", True, "2025-01-01")
@@ -105,8 +113,17 @@ def test_never_used_categories_are_never_trained_on(ledger: Ledger, engine: Deci
 
 @pytest.mark.parametrize(
     "category",
-    ["profile.name", "profile.skills", "profile.positions", "profile.education", "content.posts",
-     "content.comments", "groups.messages", "ai.interactions", "jobs.resumes"],
+    [
+        "profile.name",
+        "profile.skills",
+        "profile.positions",
+        "profile.education",
+        "content.posts",
+        "content.comments",
+        "groups.messages",
+        "ai.interactions",
+        "jobs.resumes",
+    ],
 )
 def test_used_categories_are_in_scope(ledger: Ledger, engine: DecisionEngine, category: str) -> None:
     """Profile, content, group messages, AI prompts and saved resumes are used by default."""
@@ -117,7 +134,9 @@ def test_used_categories_are_in_scope(ledger: Ledger, engine: DecisionEngine, ca
 def test_a_category_outside_the_purpose_is_out_of_scope(ledger: Ledger, engine: DecisionEngine) -> None:
     """Ad engagement is not gen-AI training data."""
     register(ledger, 1, "US")
-    assert codes(run(engine, ledger, 1, "activity.ad_engagement", GENAI, "2025-11-04")) == ["category_out_of_scope"]
+    assert codes(run(engine, ledger, 1, "activity.ad_engagement", GENAI, "2025-11-04")) == [
+        "category_out_of_scope"
+    ]
 
 
 # -- minors ------------------------------------------------------------------------------------
@@ -148,8 +167,10 @@ def test_a_believed_minor_is_excluded_whatever_the_birth_date(ledger: Ledger, en
 def test_unknown_age_is_adult_by_default_and_excluded_when_the_policy_says(ledger: Ledger, taxonomy) -> None:
     """No birth date, no flag: adult by default; a policy option can exclude unknown ages."""
     register(ledger, 1, "US")
-    strict = [p.model_copy(update={"options": p.options.model_copy(update={"exclude_unknown_age": True})})
-              for p in builtin_policies()]
+    strict = [
+        p.model_copy(update={"options": p.options.model_copy(update={"exclude_unknown_age": True})})
+        for p in builtin_policies()
+    ]
     default_engine = DecisionEngine(taxonomy, Timeline(builtin_policies()))
     strict_engine = DecisionEngine(taxonomy, Timeline(strict))
     assert run(default_engine, ledger, 1, "profile.skills", GENAI, "2025-11-04").allowed
@@ -207,8 +228,18 @@ def test_a_watermark_hides_events_recorded_after_it(ledger: Ledger, engine: Deci
 def test_a_move_changes_the_regime_from_the_move(ledger: Ledger, engine: DecisionEngine) -> None:
     """A member who moves from the US to Germany leaves gen-AI training until 2025-11-03."""
     register(ledger, 1, "US")
-    ledger.append([fact_draft(member_id=1, key="country", value="DE", at=at("2024-12-01"), source=Source.import_,
-                              actor="test")])
+    ledger.append(
+        [
+            fact_draft(
+                member_id=1,
+                key="country",
+                value="DE",
+                at=at("2024-12-01"),
+                source=Source.import_,
+                actor="test",
+            )
+        ]
+    )
     assert run(engine, ledger, 1, "profile.skills", GENAI, "2024-11-30").allowed
     decision = run(engine, ledger, 1, "profile.skills", GENAI, "2025-01-01")
     assert codes(decision) == ["region_excluded"] and decision.region == "EEA"
@@ -220,16 +251,22 @@ def test_a_move_changes_the_regime_from_the_move(ledger: Ledger, engine: Decisio
 def test_a_pending_objection_restricts_at_once(ledger: Ledger, engine: DecisionEngine, taxonomy) -> None:
     """From receipt until the decision, processing for the purpose stops (Art. 18(1)(d))."""
     register(ledger, 1, "GB")
-    [status] = file_objection(ledger, taxonomy, member_id=1, purposes=[GENAI], at=at("2025-10-15"), source=Source.dpo)
+    [status] = file_objection(
+        ledger, taxonomy, member_id=1, purposes=[GENAI], at=at("2025-10-15"), source=Source.dpo
+    )
     assert codes(run(engine, ledger, 1, "profile.skills", GENAI, "2025-11-04")) == ["objection_pending"]
     assert run(engine, ledger, 1, "profile.skills", "ml.non_generative", "2025-11-04").allowed
     assert status.due == at("2025-11-15")
 
 
-def test_an_upheld_objection_keeps_the_purpose_excluded(ledger: Ledger, engine: DecisionEngine, taxonomy) -> None:
+def test_an_upheld_objection_keeps_the_purpose_excluded(
+    ledger: Ledger, engine: DecisionEngine, taxonomy
+) -> None:
     """After the DPO upholds, the data stays out."""
     register(ledger, 1, "CH")
-    [status] = file_objection(ledger, taxonomy, member_id=1, purposes=[GENAI], at=at("2025-10-20"), source=Source.dpo)
+    [status] = file_objection(
+        ledger, taxonomy, member_id=1, purposes=[GENAI], at=at("2025-10-20"), source=Source.dpo
+    )
     decide_objection(ledger, reference=status.reference, uphold=True, reason="fine", at=at("2025-11-10"))
     assert codes(run(engine, ledger, 1, "profile.skills", GENAI, "2026-01-01")) == ["objection_upheld"]
 
@@ -239,23 +276,36 @@ def test_a_rejected_objection_resumes_processing_from_the_decision(
 ) -> None:
     """Rejected with reasons: restricted until the decision, used from it on, with the decision as basis."""
     register(ledger, 1, "NL")
-    [status] = file_objection(ledger, taxonomy, member_id=1, purposes=[GENAI], at=at("2025-10-25"), source=Source.dpo)
-    decide_objection(ledger, reference=status.reference, uphold=False, reason="compelling grounds", at=at("2025-11-20"))
+    [status] = file_objection(
+        ledger, taxonomy, member_id=1, purposes=[GENAI], at=at("2025-10-25"), source=Source.dpo
+    )
+    decide_objection(
+        ledger, reference=status.reference, uphold=False, reason="compelling grounds", at=at("2025-11-20")
+    )
     assert codes(run(engine, ledger, 1, "profile.skills", GENAI, "2025-11-19")) == ["objection_pending"]
     after = run(engine, ledger, 1, "profile.skills", GENAI, "2025-11-20")
     assert after.allowed and "objection_rejected" in [str(r.code) for r in after.reasons]
 
 
-def test_a_direct_marketing_objection_is_upheld_at_once(ledger: Ledger, engine: DecisionEngine, taxonomy) -> None:
+def test_a_direct_marketing_objection_is_upheld_at_once(
+    ledger: Ledger, engine: DecisionEngine, taxonomy
+) -> None:
     """Objecting to personalised ads is honoured immediately, split from the rest of the objection."""
     register(ledger, 1, "DE")
     statuses = file_objection(
-        ledger, taxonomy, member_id=1, purposes=[GENAI, "ads.personalization"], at=at("2025-11-05"), source=Source.dpo
+        ledger,
+        taxonomy,
+        member_id=1,
+        purposes=[GENAI, "ads.personalization"],
+        at=at("2025-11-05"),
+        source=Source.dpo,
     )
     by_purpose = {s.purposes: s for s in statuses}
     assert by_purpose[("ads.personalization",)].automatic
     assert str(by_purpose[(GENAI,)].outcome) == "pending"
-    assert codes(run(engine, ledger, 1, "profile.skills", "ads.personalization", "2025-11-06")) == ["objection_upheld"]
+    assert codes(run(engine, ledger, 1, "profile.skills", "ads.personalization", "2025-11-06")) == [
+        "objection_upheld"
+    ]
 
 
 # -- advertising with the group (DOMAIN §1.4, §5) ----------------------------------------------
@@ -291,12 +341,16 @@ def test_data_forbidden_for_ads_is_not_shared(ledger: Ledger, engine: DecisionEn
 
 
 def test_the_sharing_switch_stops_both_directions(ledger: Ledger, engine: DecisionEngine) -> None:
-    """"Share data with affiliates and partners" off: nothing goes out, nothing coming back is used."""
+    """ "Share data with affiliates and partners" off: nothing goes out, nothing coming back is used."""
     register(ledger, 1, "US")
     set_setting(ledger, 1, "ads_affiliate_sharing", False, "2025-11-10")
     assert run(engine, ledger, 1, "affiliate.engagement", "ads.affiliate_data", "2025-11-09").allowed
-    assert codes(run(engine, ledger, 1, "activity.feed", "ads.affiliate_sharing", "2025-11-11")) == ["setting_off"]
-    assert codes(run(engine, ledger, 1, "affiliate.engagement", "ads.affiliate_data", "2025-11-11")) == ["setting_off"]
+    assert codes(run(engine, ledger, 1, "activity.feed", "ads.affiliate_sharing", "2025-11-11")) == [
+        "setting_off"
+    ]
+    assert codes(run(engine, ledger, 1, "affiliate.engagement", "ads.affiliate_data", "2025-11-11")) == [
+        "setting_off"
+    ]
 
 
 def test_inferred_data_for_ads_needs_consent_in_the_eea(ledger: Ledger, engine: DecisionEngine) -> None:
@@ -330,14 +384,28 @@ def test_uk_content_is_shared_with_the_parent_for_its_ai(ledger: Ledger, engine:
 # -- failing closed (DESIGN §9) ----------------------------------------------------------------
 
 
-def test_unknown_member_category_purpose_and_country_fail_closed(ledger: Ledger, engine: DecisionEngine) -> None:
+def test_unknown_member_category_purpose_and_country_fail_closed(
+    ledger: Ledger, engine: DecisionEngine
+) -> None:
     """Anything unknown means "not allowed", with the reason."""
     register(ledger, 1, "US")
     assert codes(run(engine, ledger, 99, "profile.skills", GENAI, "2025-11-04")) == ["unknown_member"]
     assert codes(run(engine, ledger, 1, "profile.shoe_size", GENAI, "2025-11-04")) == ["unknown_category"]
-    assert codes(run(engine, ledger, 1, "profile.skills", "mind.reading", "2025-11-04")) == ["unknown_purpose"]
-    ledger.append([fact_draft(member_id=1, key="country", value="XX", at=at("2025-01-01"), source=Source.import_,
-                              actor="test")])
+    assert codes(run(engine, ledger, 1, "profile.skills", "mind.reading", "2025-11-04")) == [
+        "unknown_purpose"
+    ]
+    ledger.append(
+        [
+            fact_draft(
+                member_id=1,
+                key="country",
+                value="XX",
+                at=at("2025-01-01"),
+                source=Source.import_,
+                actor="test",
+            )
+        ]
+    )
     assert codes(run(engine, ledger, 1, "profile.skills", GENAI, "2025-11-04")) == ["region_unknown"]
 
 

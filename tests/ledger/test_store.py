@@ -16,7 +16,9 @@ from consentgate.timeutil import to_micros
 from tests.conftest import NOW, at, register, set_setting
 
 
-def _draft(member: int, key: str, value: str = "false", *, idem: str, when: str | None = "2025-01-01") -> EventDraft:
+def _draft(
+    member: int, key: str, value: str = "false", *, idem: str, when: str | None = "2025-01-01"
+) -> EventDraft:
     return EventDraft(
         member,
         EventKind.setting_changed,
@@ -51,7 +53,9 @@ def test_same_idempotency_key_with_other_content_is_a_conflict(ledger: Ledger) -
     """Reusing a key for a different event is refused and appends nothing."""
     ledger.append([_draft(1, "genai_improvement", "false", idem="k")])
     with pytest.raises(IdempotencyConflict, match="seq 1"):
-        ledger.append([_draft(1, "genai_improvement", "true", idem="k"), _draft(2, "promotions", idem="other")])
+        ledger.append(
+            [_draft(1, "genai_improvement", "true", idem="k"), _draft(2, "promotions", idem="other")]
+        )
     assert ledger.watermark() == 1
 
 
