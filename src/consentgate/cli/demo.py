@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,17 @@ from consentgate.decisions import Decision
 from consentgate.demo import DATES, PERSONAS, decision_grid, load_population
 from consentgate.ledger.store import Ledger
 from consentgate.policy import diff_policies
+
+
+def _command() -> str:
+    """How the user can call this consentgate again: the venv's script, relative when possible."""
+    script = Path(sys.prefix) / "bin" / "consentgate"
+    if not script.exists():
+        return "consentgate"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def _cell(decision: Decision) -> str:
@@ -94,11 +106,12 @@ def demo(
         f"over {report.events_checked} events",
     )
     console.print("\nTry:")
+    cli = _command()
     for line in (
-        f"consentgate --db {url} explain --member 1003 --category profile.skills "
+        f"{cli} --db {url} explain --member 1003 --category profile.skills "
         "--purpose genai.training --at 2025-11-12",
-        f"consentgate --db {url} member show 1007 --at 2025-12-01",
-        f"consentgate --db {url} objection list --at 2025-11-05",
-        f"consentgate --db {url} audit verify",
+        f"{cli} --db {url} member show 1007 --at 2025-12-01",
+        f"{cli} --db {url} objection list --at 2025-11-05",
+        f"{cli} --db {url} audit verify",
     ):
         console.print(f"  {line}", soft_wrap=True)
