@@ -214,7 +214,8 @@ def member_show(
     policy = report["policy"]
     console.print(
         f"member {member} as of {report['at']}: country {report['country']} ({report['region']}), "
-        f"birth date {report['birth_date'] or 'unknown'}, believed minor {report['believed_minor']}; "
+        f"birth date {report['birth_date'] or 'unknown'}, believed minor "
+        f"{ {True: 'yes', False: 'no', None: 'unknown'}[report['believed_minor']] }; "
         f"policy {policy['id'] + '@' + str(policy['version']) if policy else 'none in force'}",
     )
     table = Table("setting", "value", "source", "since", "event")
