@@ -121,9 +121,7 @@ def test_every_no_has_a_reason_and_every_yes_a_basis(
 def test_an_unknown_category_or_purpose_is_never_allowed(events: list[LedgerEvent], when: int) -> None:
     """Fail closed: keys outside the taxonomy are refused with the reason that says so."""
     state = resolve_member(7, events, at=from_micros(when), watermark=None)
-    assert [str(r.code) for r in ENGINE.decide_state(state, "profile.unknown", "genai.training").denials][
-        0
-    ] == ("unknown_category")
-    assert [str(r.code) for r in ENGINE.decide_state(state, "profile.skills", "genai.unknown").denials][
-        0
-    ] == ("unknown_purpose")
+    unknown_category = ENGINE.decide_state(state, "profile.unknown", "genai.training")
+    unknown_purpose = ENGINE.decide_state(state, "profile.skills", "genai.unknown")
+    assert unknown_category.denials[0].code == "unknown_category"
+    assert unknown_purpose.denials[0].code == "unknown_purpose"

@@ -103,7 +103,7 @@ NEVER_USED = [
 def test_never_used_categories_are_never_trained_on(
     ledger: Ledger, engine: DecisionEngine, category: str
 ) -> None:
-    """Private messages, credentials, payment and salary data, job applications: never, whatever the setting."""
+    """Private messages, credentials, payment, salary, job applications: never, whatever the setting."""
     register(ledger, 1, "US")
     set_setting(ledger, 1, "genai_improvement", True, "2025-01-01")
     decision = run(engine, ledger, 1, category, GENAI, "2025-11-04")
