@@ -78,6 +78,11 @@ class ConflictError(ConsentgateError):
 class IdempotencyConflict(ConflictError):
     """An idempotency key was reused for a different event."""
 
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        self.index = index
+        """Position of the conflicting event in the batch, when known."""
+        super().__init__(message)
+
 
 class ObjectionStateError(ConflictError):
     """An objection action that its current state does not allow."""

@@ -99,10 +99,7 @@ def test_genai_toggle_has_the_domain_labels(taxonomy: Taxonomy) -> None:
     assert setting.label.en == "Data for Generative AI Improvement"
     assert setting.label.de == "Daten zur Verbesserung generativer KI"
     assert setting.question.en == "Use my data for training content creation AI models"
-    assert (
-        setting.question.de
-        == "Ihre Daten zum Schulen von KI-Modellen verwenden, um Inhalte zu erstellen"
-    )
+    assert setting.question.de == "Ihre Daten zum Schulen von KI-Modellen verwenden, um Inhalte zu erstellen"
     assert setting.governs("genai.training", "content.posts")
 
 

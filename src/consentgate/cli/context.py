@@ -21,7 +21,7 @@ from consentgate.taxonomy import Taxonomy, load_taxonomy
 from consentgate.timeutil import now_utc, parse_instant
 
 # Data (keys, field paths such as "regions[0]") is printed verbatim: no markup, no highlighting.
-console = Console(markup=False, highlight=False)
+console = Console(markup=False, highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, markup=False, highlight=False)
 
 

@@ -127,9 +127,10 @@ def ledger_state(
 ) -> None:
     """Export every member's state as of (T, W): the latest event per member and key."""
     ledger = ctx(typer_ctx).ledger()
+    when = instant(at)
     mark = ledger.watermark() if watermark is None else watermark
-    rows = export_state(ledger, out, at=instant(at), watermark=mark, fmt=fmt.value)
-    console.print(f"wrote {rows} state rows as of {format_instant(instant(at))} (watermark {mark}) to {out}")
+    rows = export_state(ledger, out, at=when, watermark=mark, fmt=fmt.value)
+    console.print(f"wrote {rows} state rows as of {format_instant(when)} (watermark {mark}) to {out}")
 
 
 def member_report(context: Any, state: MemberState) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from consentgate.cli.context import console, ctx, instant, print_json
 from consentgate.exceptions import InputError
@@ -144,7 +144,7 @@ def list_command(
     if as_json:
         print_json([{**_public(s), "overdue": s.overdue(when)} for s in statuses])
         return
-    table = Table("reference", "member", "purposes", "received", "status")
+    table = Table(Column("reference", no_wrap=True), "member", "purposes", "received", "status")
     for status in statuses:
         table.add_row(
             status.reference,

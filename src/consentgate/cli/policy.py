@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from consentgate.cli.context import console, ctx, print_json
-from consentgate.policy import diff_policies, load_policy_file
+from consentgate.policy import Policy, diff_policies, load_policy_file
 from consentgate.timeutil import format_instant
 
 app = typer.Typer(help="Versioned policies and their timeline.", no_args_is_help=True)
@@ -19,7 +19,7 @@ app = typer.Typer(help="Versioned policies and their timeline.", no_args_is_help
 def list_policies(typer_ctx: typer.Context) -> None:
     """List the policy timeline: which version is in force from when."""
     timeline = ctx(typer_ctx).timeline
-    table = Table("id", "version", "in force from", "until", "title", "purposes")
+    table = Table(Column("id", no_wrap=True), "version", "in force from", "until", "title", "purposes")
     for i, policy in enumerate(timeline.policies):
         until = (
             format_instant(timeline.policies[i + 1].effective_from)
@@ -90,7 +90,7 @@ def diff(
     """What changed from policy A to policy B, rule by rule."""
     context = ctx(typer_ctx)
 
-    def resolve(ref: str):  # type: ignore[no-untyped-def]
+    def resolve(ref: str) -> Policy:
         path = Path(ref)
         return load_policy_file(path) if path.suffix in (".yaml", ".yml") else context.timeline.get(ref)
 

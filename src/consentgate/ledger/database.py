@@ -32,6 +32,19 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def one_line(error: object) -> str:
+    """Drivers' messages span lines ("Is the server running…"); the CLI prints one line."""
+    return " ".join(str(error).split())
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for other databases and in-memory SQLite."""
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
 def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     # We issue BEGIN ourselves (see _sqlite_begin); the driver's implicit BEGIN would start a
     # deferred transaction after our read of the chain head, letting two writers race.
@@ -95,7 +108,7 @@ def migrate(engine: Engine) -> str:
         with engine.begin() as connection:
             command.upgrade(_alembic_config(connection), "head")
     except OperationalError as exc:
-        raise LedgerError(f"cannot reach the ledger database: {exc.orig}") from None
+        raise LedgerError(f"cannot reach the ledger database: {one_line(exc.orig)}") from None
     return head_revision()
 
 
@@ -104,7 +117,7 @@ def current_revision(engine: Engine) -> str | None:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     except OperationalError as exc:
-        raise LedgerError(f"cannot reach the ledger database: {exc.orig}") from None
+        raise LedgerError(f"cannot reach the ledger database: {one_line(exc.orig)}") from None
 
 
 def require_schema(engine: Engine) -> None:

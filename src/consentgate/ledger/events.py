@@ -10,6 +10,7 @@ export with a few lines of code: sha256 over
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -133,3 +134,65 @@ def digest_of(event: LedgerEvent) -> str:
         event.idempotency_key,
         event.prev_hash,
     )
+
+
+@dataclass(slots=True)
+class EventBatch:
+    """Many event drafts as columns: what bulk imports append, without one object per event."""
+
+    member_id: list[int]
+    kind: list[str]
+    key: list[str]
+    value: list[str]
+    effective_at: list[int]
+    source: list[str]
+    actor: list[str]
+    idempotency_key: list[str]
+
+    @classmethod
+    def empty(cls) -> EventBatch:
+        return cls([], [], [], [], [], [], [], [])
+
+    @classmethod
+    def of(cls, drafts: Iterable[EventDraft]) -> EventBatch:
+        batch = cls.empty()
+        for d in drafts:
+            if d.effective_at is None:
+                raise ValueError("bulk appends need explicit effective times")
+            batch.add(
+                d.member_id, d.kind, d.key, d.value, d.effective_at, d.source, d.actor, d.idempotency_key
+            )
+        return batch
+
+    def add(
+        self,
+        member_id: int,
+        kind: str,
+        key: str,
+        value: str,
+        effective_at: int,
+        source: str,
+        actor: str,
+        idem: str,
+    ) -> None:
+        self.member_id.append(member_id)
+        self.kind.append(str(kind))
+        self.key.append(key)
+        self.value.append(value)
+        self.effective_at.append(effective_at)
+        self.source.append(str(source))
+        self.actor.append(actor)
+        self.idempotency_key.append(idem)
+
+    def __len__(self) -> int:
+        return len(self.member_id)
+
+    def same_content(self, index: int, event: LedgerEvent) -> bool:
+        return (
+            self.member_id[index] == event.member_id
+            and self.kind[index] == event.kind
+            and self.key[index] == event.key
+            and self.value[index] == event.value
+            and self.effective_at[index] == event.effective_at
+            and self.source[index] == event.source
+        )

@@ -1,30 +1,37 @@
 """Bulk imports: members and setting histories from CSV or Parquet, atomic by default.
 
 One bad row means nothing is imported, and the error names the file, the row (the header is row 1)
-and the field. Rows are validated before anything is written.
+and the field. Validation runs on whole columns with Arrow first; only when that finds a problem does
+the row-by-row validator run, to name the first bad row and field exactly. Both accept the same
+input, so the fast path never lets through what the careful one would refuse.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from consentgate.exceptions import ImportRowError, InputError, TimestampError
-from consentgate.ledger.commands import EARLIEST, fact_draft, member_drafts
-from consentgate.ledger.events import FACT_KEYS, EventDraft, EventKind, Source
+from consentgate.exceptions import IdempotencyConflict, ImportRowError, TimestampError
+from consentgate.ledger.commands import EARLIEST
+from consentgate.ledger.events import FACT_KEYS, EventBatch, EventKind, Source
 from consentgate.ledger.state import resolve_member
 from consentgate.ledger.store import Ledger, ProgressFn
-from consentgate.ledger.tables import check_columns, column_text, read_table
+from consentgate.ledger.tables import check_columns, column_text, file_rows, read_table
 from consentgate.taxonomy import Taxonomy
-from consentgate.timeutil import parse_date, parse_instant, to_micros
+from consentgate.timeutil import from_micros, parse_date, parse_instant, to_micros
 
 MEMBER_COLUMNS = ["member_id", "country", "birth_date", "believed_minor"]
 SETTING_COLUMNS = ["member_id", "setting", "value", "effective_at"]
 IMPORT_SOURCES = {s.value: s for s in Source}
+UTC_US = pa.timestamp("us", tz="UTC")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,15 +41,37 @@ class ImportResult:
     already_present: int
 
 
+@dataclass(frozen=True)
+class _Member:
+    member_id: int
+    country: str
+    birth_date: str  # ISO date or ""
+    believed_minor: str  # "true", "false" or ""
+    registered_at: int  # microseconds
+
+
+@dataclass(frozen=True)
+class _Setting:
+    member_id: list[int]
+    setting: list[str]
+    value: list[str]
+    effective_at: list[int]
+    source: list[str]
+    key: list[str]
+
+
+# -- the careful path: one row at a time, exact errors ------------------------------------------
+
+
 def _row(index: int) -> int:
     return index + 2  # the header is row 1
 
 
 def _int(file: str, index: int, field: str, text: str) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise ImportRowError(file, _row(index), field, f"expected an integer, got {text!r}") from None
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()):
+        raise ImportRowError(file, _row(index), field, f"expected a non-negative integer, got {text!r}")
+    value = int(digits)
     if not 0 <= value < 2**63:
         raise ImportRowError(
             file, _row(index), field, f"expected a non-negative 64-bit integer, got {text!r}"
@@ -50,19 +79,17 @@ def _int(file: str, index: int, field: str, text: str) -> int:
     return value
 
 
-def _bool(file: str, index: int, field: str, text: str, *, optional: bool) -> bool | None:
+def _bool(file: str, index: int, field: str, text: str, *, optional: bool) -> str:
     value = text.strip().lower()
-    if value == "" and optional:
-        return None
-    if value in ("true", "false"):
-        return value == "true"
+    if value in ("true", "false") or (value == "" and optional):
+        return value
     expected = "true, false or empty" if optional else "true or false"
     raise ImportRowError(file, _row(index), field, f"expected {expected}, got {text!r}")
 
 
-def _instant(file: str, index: int, field: str, text: str) -> datetime:
+def _instant(file: str, index: int, field: str, text: str) -> int:
     try:
-        return parse_instant(text, field=field, allow_date=False)
+        return to_micros(parse_instant(text, field=field, allow_date=False))
     except TimestampError:
         raise ImportRowError(
             file,
@@ -70,6 +97,206 @@ def _instant(file: str, index: int, field: str, text: str) -> datetime:
             field,
             f"expected an ISO 8601 timestamp with offset (e.g. 2025-11-03T00:00:00Z), got {text!r}",
         ) from None
+
+
+def _members_by_row(file: str, table: pa.Table, taxonomy: Taxonomy) -> list[_Member]:
+    ids = column_text(table, "member_id")
+    countries = column_text(table, "country")
+    births = column_text(table, "birth_date")
+    minors = column_text(table, "believed_minor")
+    registered = column_text(table, "registered_at")
+    out: list[_Member] = []
+    seen: dict[int, int] = {}
+    for i in range(table.num_rows):
+        member_id = _int(file, i, "member_id", ids[i])
+        if member_id in seen:
+            raise ImportRowError(
+                file,
+                _row(i),
+                "member_id",
+                f"member {member_id} appears again (first in row {seen[member_id]})",
+            )
+        seen[member_id] = _row(i)
+        country = countries[i].strip().upper()
+        if country not in taxonomy.assigned_countries:
+            raise ImportRowError(
+                file, _row(i), "country", f"expected an ISO 3166-1 alpha-2 code, got {countries[i]!r}"
+            )
+        birth = ""
+        if births[i].strip():
+            try:
+                birth = parse_date(births[i], field="birth_date").isoformat()
+            except TimestampError:
+                raise ImportRowError(
+                    file, _row(i), "birth_date", f"expected YYYY-MM-DD or empty, got {births[i]!r}"
+                ) from None
+        minor = _bool(file, i, "believed_minor", minors[i], optional=True)
+        reg = (
+            _instant(file, i, "registered_at", registered[i])
+            if registered[i].strip()
+            else to_micros(EARLIEST)
+        )
+        out.append(_Member(member_id, country, birth, minor, reg))
+    return out
+
+
+def _settings_by_row(file: str, table: pa.Table, taxonomy: Taxonomy, known: set[int]) -> _Setting:
+    ids = column_text(table, "member_id")
+    settings = column_text(table, "setting")
+    values = column_text(table, "value")
+    times = column_text(table, "effective_at")
+    sources = column_text(table, "source")
+    keys = column_text(table, "idempotency_key")
+    toggles = {k for k, s in taxonomy.settings.items() if s.kind == "toggle"}
+    out = _Setting([], [], [], [], [], [])
+    seen: dict[str, int] = {}
+    for i in range(table.num_rows):
+        member_id = _int(file, i, "member_id", ids[i])
+        if member_id not in known:
+            raise ImportRowError(
+                file, _row(i), "member_id", f"member {member_id} is not in the ledger (import members first)"
+            )
+        setting = settings[i].strip()
+        if setting not in toggles:
+            hint = " (an action, not an on/off switch)" if setting in taxonomy.settings else ""
+            raise ImportRowError(file, _row(i), "setting", f"unknown setting {settings[i]!r}{hint}")
+        value = _bool(file, i, "value", values[i], optional=False)
+        effective = _instant(file, i, "effective_at", times[i])
+        source = sources[i].strip() or "import"
+        if source not in IMPORT_SOURCES:
+            raise ImportRowError(
+                file, _row(i), "source", f"expected one of {sorted(IMPORT_SOURCES)}, got {sources[i]!r}"
+            )
+        key = keys[i].strip() or _derived_key(member_id, setting, value, effective, source)
+        if key in seen:
+            if not keys[i].strip():
+                raise ImportRowError(
+                    file,
+                    _row(i),
+                    "(row)",
+                    f"repeats row {seen[key]} exactly (same member, setting, value, time)",
+                )
+            raise ImportRowError(file, _row(i), "idempotency_key", f"duplicate of row {seen[key]} ({key!r})")
+        seen[key] = _row(i)
+        out.member_id.append(member_id)
+        out.setting.append(setting)
+        out.value.append(value)
+        out.effective_at.append(effective)
+        out.source.append(source)
+        out.key.append(key)
+    return out
+
+
+def _at_file_rows(path: Path, validate: Callable[[], T]) -> T:
+    """Run a row-by-row validator; report its row as the row in the file (blank lines counted)."""
+    try:
+        return validate()
+    except ImportRowError as exc:
+        rows = file_rows(path)
+        if rows is None or exc.row < 2 or exc.row - 2 >= len(rows):
+            raise
+        raise ImportRowError(exc.file, rows[exc.row - 2], exc.field, exc.message) from None
+
+
+def _derived_key(member_id: int, setting: str, value: str, effective: int, source: str) -> str:
+    digest = hashlib.sha256(f"{member_id}|{setting}|{value}|{effective}|{source}".encode()).hexdigest()
+    return f"import:{digest[:40]}"
+
+
+# -- the fast path: whole columns with Arrow; None means "look row by row" -----------------------
+
+
+def _text(table: pa.Table, name: str) -> pa.ChunkedArray | None:
+    return table[name] if name in table.column_names else None
+
+
+def _all(mask: pa.ChunkedArray | pa.Array) -> bool:
+    return bool(pc.all(mask, skip_nulls=False).as_py()) if len(mask) else True
+
+
+def _settings_fast(table: pa.Table, taxonomy: Taxonomy, known: set[int]) -> _Setting | None:
+    keys = _text(table, "idempotency_key")
+    if keys is not None and not _all(pc.equal(pc.utf8_length(keys), 0)):
+        return None  # explicit keys: checked row by row
+    try:
+        ids = pc.cast(table["member_id"], pa.int64())
+        effective = pc.cast(pc.cast(table["effective_at"], UTC_US), pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    toggles = pa.array(sorted(k for k, s in taxonomy.settings.items() if s.kind == "toggle"))
+    sources = _text(table, "source")
+    source_list = ["import"] * table.num_rows
+    if sources is not None:
+        if not _all(pc.is_in(sources, value_set=pa.array(["", *IMPORT_SOURCES]))):
+            return None
+        source_list = [s or "import" for s in sources.to_pylist()]
+    if not (
+        _all(pc.greater_equal(ids, 0))
+        and _all(pc.is_in(ids, value_set=pa.array(sorted(known), pa.int64())))
+        and _all(pc.is_in(table["setting"], value_set=toggles))
+        and _all(pc.is_in(table["value"], value_set=pa.array(["true", "false"])))
+    ):
+        return None
+    out = _Setting(
+        ids.to_pylist(),
+        table["setting"].to_pylist(),
+        table["value"].to_pylist(),
+        effective.to_pylist(),
+        source_list,
+        [],
+    )
+    out.key.extend(
+        _derived_key(*row)
+        for row in zip(out.member_id, out.setting, out.value, out.effective_at, out.source, strict=True)
+    )
+    if len(set(out.key)) != len(out.key):
+        return None
+    return out
+
+
+def _members_fast(table: pa.Table, taxonomy: Taxonomy) -> list[_Member] | None:
+    try:
+        ids = pc.cast(table["member_id"], pa.int64())
+        births = pc.cast(_nullable(table["birth_date"]), pa.date32())
+        registered = _text(table, "registered_at")
+        reg = (
+            pc.cast(pc.cast(_nullable(registered), UTC_US), pa.int64())
+            if registered is not None
+            else pa.nulls(table.num_rows, pa.int64())
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    countries = pc.utf8_upper(pc.utf8_trim_whitespace(table["country"]))
+    minors = pc.utf8_lower(pc.utf8_trim_whitespace(table["believed_minor"]))
+    if not (
+        _all(pc.greater_equal(ids, 0))
+        and pc.count_distinct(ids).as_py() == table.num_rows
+        and _all(pc.is_in(countries, value_set=pa.array(sorted(taxonomy.assigned_countries))))
+        and _all(pc.is_in(minors, value_set=pa.array(["", "true", "false"])))
+    ):
+        return None
+    earliest = to_micros(EARLIEST)
+    birth_text = pc.fill_null(pc.cast(births, pa.string()), "")
+    return [
+        _Member(m, c, b, n, earliest if r is None else r)
+        for m, c, b, n, r in zip(
+            ids.to_pylist(),
+            countries.to_pylist(),
+            birth_text.to_pylist(),
+            minors.to_pylist(),
+            reg.to_pylist(),
+            strict=True,
+        )
+    ]
+
+
+def _nullable(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Empty text becomes null, so optional columns cast cleanly."""
+    trimmed = pc.utf8_trim_whitespace(column)
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+
+
+# -- the imports ------------------------------------------------------------------------------
 
 
 def import_members(
@@ -86,91 +313,96 @@ def import_members(
     New members are registered with their facts at ``registered_at`` (default: the start of the
     ledger's time). For members already in the ledger only changed facts are recorded, effective at
     ``changes_effective_at`` (default: now): a move is never back-dated to the registration.
+    Idempotency keys come from the content, so importing the same file twice appends nothing.
     """
     file = str(path)
     table = read_table(path)
     check_columns(path, table, MEMBER_COLUMNS, ["registered_at"])
-    ids = column_text(table, "member_id")
-    countries = column_text(table, "country")
-    births = column_text(table, "birth_date")
-    minors = column_text(table, "believed_minor")
-    registered = column_text(table, "registered_at")
-    parsed: list[tuple[int, str, date | None, bool | None, datetime]] = []
-    seen: dict[int, int] = {}
-    for i in range(table.num_rows):
-        member_id = _int(file, i, "member_id", ids[i])
-        if member_id in seen:
-            raise ImportRowError(
-                file,
-                _row(i),
-                "member_id",
-                f"member {member_id} appears again (first in row {seen[member_id]})",
-            )
-        seen[member_id] = _row(i)
-        country = countries[i].strip().upper()
-        if country not in taxonomy.assigned_countries:
-            raise ImportRowError(
-                file,
-                _row(i),
-                "country",
-                f"expected an ISO 3166-1 alpha-2 code, got {countries[i]!r}",
-            )
-        birth = None
-        if births[i].strip():
-            try:
-                birth = parse_date(births[i], field="birth_date")
-            except TimestampError:
-                raise ImportRowError(
-                    file, _row(i), "birth_date", f"expected YYYY-MM-DD or empty, got {births[i]!r}"
-                ) from None
-        minor = _bool(file, i, "believed_minor", minors[i], optional=True)
-        reg = _instant(file, i, "registered_at", registered[i]) if registered[i].strip() else EARLIEST
-        parsed.append((member_id, country, birth, minor, reg))
+    members = _members_fast(table, taxonomy) or _at_file_rows(
+        path, lambda: _members_by_row(file, table, taxonomy)
+    )
 
     known = ledger.registered_members()
-    change_at = changes_effective_at or ledger.clock()
-    drafts: list[EventDraft] = []
-    existing_ids = [p[0] for p in parsed if p[0] in known]
-    current = _current_facts(ledger, existing_ids, change_at) if existing_ids else {}
-    for member_id, country, birth, minor, reg in parsed:
-        if member_id not in known:
-            drafts.extend(
-                member_drafts(
-                    member_id=member_id,
-                    country=country,
-                    birth_date=birth,
-                    believed_minor=minor,
-                    registered_at=reg,
-                    source=Source.import_,
-                    actor=actor,
-                )
+    change_at = to_micros(changes_effective_at or ledger.clock())
+    existing = [m.member_id for m in members if m.member_id in known]
+    current = _current_facts(ledger, existing, change_at) if existing else {}
+    source = str(Source.import_)
+    batch = EventBatch.empty()
+    unchanged = 0
+    for m in members:
+        base = f"member:{m.member_id}"
+        if m.member_id not in known:
+            at = m.registered_at
+            batch.add(
+                m.member_id,
+                EventKind.member_registered,
+                "registered",
+                "true",
+                at,
+                source,
+                actor,
+                f"{base}:registered:{at}",
             )
-            continue
-        wanted = {
-            "country": country,
-            "birth_date": "" if birth is None else birth.isoformat(),
-            "believed_minor": "" if minor is None else str(minor).lower(),
-        }
-        for key in FACT_KEYS:
-            if current.get(member_id, {}).get(key, "") != wanted[key]:
-                drafts.append(
-                    fact_draft(
-                        member_id=member_id,
-                        key=key,
-                        value=wanted[key],
-                        at=change_at,
-                        source=Source.import_,
-                        actor=actor,
-                    )
+            batch.add(
+                m.member_id,
+                EventKind.member_fact,
+                "country",
+                m.country,
+                at,
+                source,
+                actor,
+                f"{base}:country:{m.country}:{at}",
+            )
+            if m.birth_date:
+                batch.add(
+                    m.member_id,
+                    EventKind.member_fact,
+                    "birth_date",
+                    m.birth_date,
+                    at,
+                    source,
+                    actor,
+                    f"{base}:birth_date:{m.birth_date}:{at}",
                 )
-    appended, present = ledger.append_bulk(drafts, progress=progress)
-    return ImportResult(rows=table.num_rows, appended=appended, already_present=present)
+            if m.believed_minor:
+                batch.add(
+                    m.member_id,
+                    EventKind.member_fact,
+                    "believed_minor",
+                    m.believed_minor,
+                    at,
+                    source,
+                    actor,
+                    f"{base}:believed_minor:{m.believed_minor}:{at}",
+                )
+            continue
+        wanted = {"country": m.country, "birth_date": m.birth_date, "believed_minor": m.believed_minor}
+        changed = False
+        for key in FACT_KEYS:
+            # An empty cell says nothing: it never erases a known fact (a minor signal above all).
+            if wanted[key] and current.get(m.member_id, {}).get(key, "") != wanted[key]:
+                changed = True
+                batch.add(
+                    m.member_id,
+                    EventKind.member_fact,
+                    key,
+                    wanted[key],
+                    change_at,
+                    source,
+                    actor,
+                    f"{base}:{key}:{wanted[key]}:{change_at}",
+                )
+        unchanged += not changed
+    appended, present = ledger.append_bulk(batch, progress=progress)
+    # For members, "already present" counts rows: members the ledger knows with the same facts.
+    return ImportResult(rows=table.num_rows, appended=appended, already_present=unchanged + present)
 
 
-def _current_facts(ledger: Ledger, member_ids: list[int], at: datetime) -> dict[int, dict[str, str]]:
+def _current_facts(ledger: Ledger, member_ids: list[int], at: int) -> dict[int, dict[str, str]]:
     out: dict[int, dict[str, str]] = {}
     for member_id in member_ids:
-        state = resolve_member(member_id, ledger.member_events(member_id), at=at, watermark=None)
+        events = ledger.member_events(member_id, at=at)
+        state = resolve_member(member_id, events, at=from_micros(at), watermark=None)
         out[member_id] = {k: e.value for k, e in state.facts.items()}
     return out
 
@@ -186,77 +418,36 @@ def import_settings(
     """Import ``member_id,setting,value,effective_at[,source][,idempotency_key]``.
 
     Without an ``idempotency_key`` column each row's key is derived from its content, so importing
-    the same file again appends nothing; the same key with other content is refused.
+    the same file again appends nothing; the same key with other content is refused. History
+    imports may carry older effective times, so rows claiming source member or gpc are recorded as
+    imports (only a member's own live action is a member event, and those are never back-dated).
     """
     file = str(path)
     table = read_table(path)
     check_columns(path, table, SETTING_COLUMNS, ["source", "idempotency_key"])
-    ids = column_text(table, "member_id")
-    settings = column_text(table, "setting")
-    values = column_text(table, "value")
-    times = column_text(table, "effective_at")
-    sources = column_text(table, "source")
-    keys = column_text(table, "idempotency_key")
-    toggles = {k for k, s in taxonomy.settings.items() if s.kind == "toggle"}
     known = ledger.registered_members()
-    seen_keys: dict[str, int] = {}
-    drafts: list[EventDraft] = []
-    for i in range(table.num_rows):
-        member_id = _int(file, i, "member_id", ids[i])
-        if member_id not in known:
-            raise ImportRowError(
-                file,
-                _row(i),
-                "member_id",
-                f"member {member_id} is not in the ledger (import members first)",
-            )
-        setting = settings[i].strip()
-        if setting not in toggles:
-            hint = " (an action, not an on/off switch)" if setting in taxonomy.settings else ""
-            raise ImportRowError(file, _row(i), "setting", f"unknown setting {settings[i]!r}{hint}")
-        value = _bool(file, i, "value", values[i], optional=False)
-        effective = to_micros(_instant(file, i, "effective_at", times[i]))
-        source_text = sources[i].strip() or "import"
-        source = IMPORT_SOURCES.get(source_text)
-        if source is None:
-            raise ImportRowError(
-                file,
-                _row(i),
-                "source",
-                f"expected one of {sorted(IMPORT_SOURCES)}, got {sources[i]!r}",
-            )
-        text_value = "true" if value else "false"
-        key = keys[i].strip()
-        if not key:
-            digest = hashlib.sha256(
-                f"{member_id}|{setting}|{text_value}|{effective}|{source_text}".encode()
-            ).hexdigest()
-            key = f"import:{digest[:40]}"
-        if key in seen_keys:
-            raise ImportRowError(
-                file, _row(i), "idempotency_key", f"duplicate of row {seen_keys[key]} ({key!r})"
-            )
-        seen_keys[key] = _row(i)
-        # History imports may carry older effective times: they are marked as imports, whatever
-        # source the file claims, unless it says dpo or system.
-        if source in (Source.member, Source.gpc):
-            source = Source.import_
-        drafts.append(
-            EventDraft(
-                member_id,
-                EventKind.setting_changed,
-                setting,
-                text_value,
-                effective,
-                source,
-                actor,
-                key,
-            )
-        )
-    appended, present = ledger.append_bulk(drafts, progress=progress)
+    rows = _settings_fast(table, taxonomy, known) or _at_file_rows(
+        path, lambda: _settings_by_row(file, table, taxonomy, known)
+    )
+    recorded_as = {"member": "import", "gpc": "import"}
+    batch = EventBatch(
+        member_id=rows.member_id,
+        kind=[str(EventKind.setting_changed)] * len(rows.member_id),
+        key=rows.setting,
+        value=rows.value,
+        effective_at=rows.effective_at,
+        source=[recorded_as.get(s, s) for s in rows.source],
+        actor=[actor] * len(rows.member_id),
+        idempotency_key=rows.key,
+    )
+    try:
+        appended, present = ledger.append_bulk(batch, progress=progress)
+    except IdempotencyConflict as exc:
+        if exc.index is None:
+            raise
+        rows_in_file = file_rows(path)
+        row = rows_in_file[exc.index] if rows_in_file else _row(exc.index)
+        raise ImportRowError(
+            file, row, "idempotency_key", str(exc).replace("; nothing was imported", "")
+        ) from None
     return ImportResult(rows=table.num_rows, appended=appended, already_present=present)
-
-
-def ensure_rows(table: pa.Table, path: Path) -> None:
-    if table.num_rows == 0:
-        raise InputError(f"{path}: no data rows")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -11,15 +12,22 @@ import psycopg
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from consentgate.exceptions import IdempotencyConflict, InputError, LedgerError
-from consentgate.ledger.database import WRITE, create_ledger_engine, migrate, require_schema
+from consentgate.exceptions import IdempotencyConflict, InputError, LedgerError, LedgerNotInitialised
+from consentgate.ledger.database import (
+    WRITE,
+    create_ledger_engine,
+    migrate,
+    one_line,
+    require_schema,
+    sqlite_path,
+)
 from consentgate.ledger.events import (
     GENESIS_HASH,
     MEMBER_ORIGINATED,
+    EventBatch,
     EventDraft,
     LedgerEvent,
     digest_of,
-    event_digest,
 )
 from consentgate.ledger.schema import OBJECTION_KINDS_SQL, ledger_head
 from consentgate.timeutil import format_instant, from_micros, now_utc, to_micros
@@ -65,6 +73,12 @@ class Ledger:
     @classmethod
     def open(cls, url: str, *, clock: Callable[[], datetime] = now_utc, initialise: bool = False) -> Ledger:
         """Open the ledger at ``url``; with ``initialise`` create or migrate its schema first."""
+        path = sqlite_path(url)
+        if not initialise and path is not None and not path.exists():
+            # Opening would create an empty file at a mistyped path; say what is wrong instead.
+            raise LedgerNotInitialised(
+                f"no ledger at {path}: run `consentgate init --db {url}` to create one"
+            )
         engine = create_ledger_engine(url)
         try:
             if initialise:
@@ -118,7 +132,7 @@ class Ledger:
 
     def append_bulk(
         self,
-        drafts: Iterable[EventDraft],
+        events: EventBatch | Iterable[EventDraft],
         *,
         progress: ProgressFn | None = None,
         chunk: int = 50_000,
@@ -129,74 +143,67 @@ class Ledger:
         reports a duplicate idempotency key, it rolls back and redoes the work the careful way, so
         re-importing a file skips what is already there and conflicting rows are refused.
         """
-        materialised = list(drafts)
+        batch = events if isinstance(events, EventBatch) else EventBatch.of(events)
         recorded_at = to_micros(self.clock())
-        self._check_drafts(materialised, recorded_at)
+        self._check_batch(batch, recorded_at)
         try:
-            return self._bulk(materialised, recorded_at, skip=set(), progress=progress, chunk=chunk)
+            return self._bulk(batch, recorded_at, skip=set(), progress=progress, chunk=chunk)
         except IntegrityError:
             pass
-        existing = self._existing_many([d.idempotency_key for d in materialised])
-        skip: set[str] = set()
-        for draft in materialised:
-            found = existing.get(draft.idempotency_key)
+        existing = self._existing_many(batch.idempotency_key)
+        skip: set[int] = set()
+        for index, key in enumerate(batch.idempotency_key):
+            found = existing.get(key)
             if found is None:
                 continue
-            if not draft.same_content(found):
+            if not batch.same_content(index, found):
                 raise IdempotencyConflict(
-                    f"idempotency key {draft.idempotency_key!r} was used for another event "
-                    f"(seq {found.seq}); nothing was imported"
+                    f"idempotency key {key!r} was used for another event (seq {found.seq}); "
+                    "nothing was imported",
+                    index=index,
                 )
-            skip.add(draft.idempotency_key)
-        return self._bulk(materialised, recorded_at, skip=skip, progress=progress, chunk=chunk)
+            skip.add(index)
+        return self._bulk(batch, recorded_at, skip=skip, progress=progress, chunk=chunk)
 
     def _bulk(
         self,
-        drafts: list[EventDraft],
+        batch: EventBatch,
         recorded_at: int,
         *,
-        skip: set[str],
+        skip: set[int],
         progress: ProgressFn | None,
         chunk: int,
     ) -> tuple[int, int]:
         appended = 0
+        sha256 = hashlib.sha256
         with self._write() as conn:
-            head_seq, head_hash = self._lock_head(conn)
+            seq, prev = self._lock_head(conn)
             rows: list[tuple[Any, ...]] = []
-            for draft in drafts:
-                if draft.idempotency_key in skip:
+            columns = zip(
+                batch.member_id,
+                batch.kind,
+                batch.key,
+                batch.value,
+                batch.effective_at,
+                batch.source,
+                batch.actor,
+                batch.idempotency_key,
+                strict=True,
+            )
+            for index, (member, kind, key, value, effective, source, actor, idem) in enumerate(columns):
+                if index in skip:
                     continue
-                head_seq += 1
-                effective = recorded_at if draft.effective_at is None else draft.effective_at
-                head_hash = event_digest(
-                    head_seq,
-                    draft.member_id,
-                    draft.kind,
-                    draft.key,
-                    draft.value,
-                    effective,
-                    recorded_at,
-                    draft.source,
-                    draft.actor,
-                    draft.idempotency_key,
-                    head_hash_prev := head_hash,
-                )
+                seq += 1
+                # Inlined event_digest (same text, see events.py): this loop runs once per imported event.
+                digest = sha256(
+                    f"{seq}|{member}|{len(kind)}:{kind}|{len(key)}:{key}|{len(value)}:{value}|"
+                    f"{effective}|{recorded_at}|{len(source)}:{source}|{len(actor)}:{actor}|"
+                    f"{len(idem)}:{idem}|{prev}".encode()
+                ).hexdigest()
                 rows.append(
-                    (
-                        head_seq,
-                        draft.member_id,
-                        str(draft.kind),
-                        draft.key,
-                        draft.value,
-                        effective,
-                        recorded_at,
-                        str(draft.source),
-                        draft.actor,
-                        draft.idempotency_key,
-                        head_hash_prev,
-                        head_hash,
-                    )
+                    (seq, member, kind, key, value, effective, recorded_at, source, actor, idem, prev, digest)
                 )
+                prev = digest
                 if len(rows) >= chunk:
                     self._insert(conn, rows)
                     appended += len(rows)
@@ -205,10 +212,26 @@ class Ledger:
                         progress(appended)
             self._insert(conn, rows)
             appended += len(rows)
-            self._set_head(conn, head_seq, head_hash)
+            self._set_head(conn, seq, prev)
         if progress:
             progress(appended)
         return appended, len(skip)
+
+    def _check_batch(self, batch: EventBatch, recorded_at: int) -> None:
+        if len(set(batch.idempotency_key)) != len(batch):
+            seen: set[str] = set()
+            for key in batch.idempotency_key:
+                if key in seen:
+                    raise InputError(f"idempotency key {key!r} appears twice in one append")
+                seen.add(key)
+        originated = {str(s) for s in MEMBER_ORIGINATED}
+        if originated & set(batch.source):
+            for source, effective in zip(batch.source, batch.effective_at, strict=True):
+                if source in originated and effective < recorded_at:
+                    raise InputError(
+                        f"a {source} event is never back-dated: effective_at "
+                        f"{format_instant(from_micros(effective))} is before now"
+                    )
 
     def _check_drafts(self, drafts: Sequence[EventDraft], recorded_at: int) -> None:
         keys: set[str] = set()
@@ -436,7 +459,7 @@ class _WriteTransaction:
             self.conn = self.engine.connect().execution_options(**WRITE)
             self.conn.begin()
         except OperationalError as exc:
-            raise LedgerError(f"cannot write to the ledger: {exc.orig}") from None
+            raise LedgerError(f"cannot write to the ledger: {one_line(exc.orig)}") from None
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

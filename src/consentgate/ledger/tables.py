@@ -40,7 +40,8 @@ def read_table(path: Path) -> pa.Table:
 
 
 def _read_csv(path: Path) -> pa.Table:
-    header = path.open("r", encoding="utf-8", errors="replace").readline().rstrip("\r\n")
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        header = handle.readline().rstrip("\r\n")
     names = [n.strip() for n in header.split(",")] if header else []
     if not names or names == [""]:
         raise InputError(f"{path}: empty file (expected a header row)")
@@ -61,7 +62,7 @@ def _locate_csv_problem(path: Path, width: int, exc: Exception) -> InputError:
 
     with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
         for number, row in enumerate(csv.reader(handle), start=1):
-            if len(row) != width:
+            if row and len(row) != width:
                 return ImportRowError(
                     str(path),
                     number,
@@ -77,7 +78,26 @@ def _timestamp_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
         # without offset, which the validator then rejects with the row number.
         return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
     utc = pc.cast(column, pa.timestamp("us", tz="UTC"))
-    return pc.strftime(utc, format="%Y-%m-%dT%H:%M:%S.%fZ")
+    # Arrow's %S already carries the fraction (…:05.123456), so no %f here.
+    return pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ")
+
+
+def file_rows(path: Path) -> list[int] | None:
+    """For a CSV file: the file row (the header is row 1) of each data row as Arrow reads them.
+
+    Arrow skips blank lines and joins quoted multi-line fields, so data row i is not always file
+    row i + 2. Only computed when an error needs a row number. None for Parquet.
+    """
+    if path.suffix.lower() == ".parquet":
+        return None
+    import csv
+
+    rows: list[int] = []
+    with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
+        for number, record in enumerate(csv.reader(handle), start=1):
+            if number > 1 and record:
+                rows.append(number)
+    return rows
 
 
 def _first_line(exc: BaseException) -> str:

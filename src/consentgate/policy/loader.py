@@ -31,8 +31,14 @@ def _pydantic_problems(exc: ValidationError) -> list[str]:
     for err in exc.errors():
         where = _location(err["loc"])
         got = err.get("input")
-        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-        problems.append(f"{where}: {err['msg']}{shown}")
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "value_error":
+            shown = ""  # our own validators already say what they got
+        elif isinstance(got, dict | list):
+            shown = ""
+        else:
+            shown = f" (got {got!r})"
+        problems.append(f"{where}: {message}{shown}")
     return problems
 
 
@@ -43,6 +49,7 @@ def _semantic_problems(policy: Policy, taxonomy: Taxonomy) -> list[str]:
         base = f"purposes.{purpose}"
         if purpose not in taxonomy.purposes:
             problems.append(f"{base}: unknown purpose (expected one of the taxonomy's purposes)")
+            continue  # its settings and categories cannot be checked against an unknown purpose
         for field in ("categories", "never_used"):
             for i, cat in enumerate(getattr(rule, field)):
                 if cat not in taxonomy.categories:
@@ -80,15 +87,49 @@ def _semantic_problems(policy: Policy, taxonomy: Taxonomy) -> list[str]:
     return problems
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: object, first: yaml.Mark, again: yaml.Mark) -> None:
+        self.text = (
+            f"line {again.line + 1}, column {again.column + 1}: duplicate key {key!r} "
+            f"(first at line {first.line + 1})"
+        )
+        super().__init__(self.text)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys: YAML's "last one wins" could silently drop a
+    purpose's never-used list."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(key, seen[key], key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, _DuplicateKey):
+        return exc.text
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        problem += f"; {context} at line {context_mark.line + 1}, column {context_mark.column + 1}"
+    return f"{where}not valid YAML ({problem})"
+
+
 def parse_policy(text: str, *, source: str, taxonomy: Taxonomy | None = None) -> Policy:
     """Parse and validate one policy document; ``source`` names it in errors."""
     try:
-        raw: Any = yaml.safe_load(text)
+        raw: Any = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyValidationError(source, [f"{where}not valid YAML ({problem})"]) from None
+        raise PolicyValidationError(source, [_yaml_problem(exc)]) from None
     if not isinstance(raw, dict):
         raise PolicyValidationError(source, ["(top level): expected a mapping of policy fields"])
     # Top-level keys starting with "x-" are extensions (e.g. YAML anchors), as in OpenAPI.

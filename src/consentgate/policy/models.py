@@ -38,6 +38,8 @@ class ObjectionMode(StrEnum):
 
 
 def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{value.isoformat()} has no UTC offset (expected e.g. 2025-11-03T00:00:00Z)")
     return ensure_utc(value, field="effective_from")
 
 
@@ -92,7 +94,7 @@ class Policy(_Strict):
     """A versioned policy. The version in force at T decides for T."""
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", description="Policy id")]
-    version: Annotated[int, Field(ge=1, description="Version number, increasing")]
+    version: Annotated[int, Field(ge=1, strict=True, description="Version number, increasing")]
     title: str = Field(description="Human-readable title")
     effective_from: Annotated[datetime, AfterValidator(_aware)] = Field(
         description="Instant (with offset) from which this version is in force"
