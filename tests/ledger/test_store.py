@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from consentgate.exceptions import IdempotencyConflict, InputError, LedgerNotInitialised
-from consentgate.ledger.events import GENESIS_HASH, EventDraft, EventKind, Source, digest_of
+from consentgate.ledger.events import GENESIS_HASH, EventBatch, EventDraft, EventKind, Source, digest_of
 from consentgate.ledger.store import Ledger
 from consentgate.timeutil import to_micros
 from tests.conftest import NOW, at, register, set_setting
@@ -180,3 +180,45 @@ def test_verify_detects_a_recomputed_hash(chained: Ledger) -> None:
     _tamper(chained, f"UPDATE events SET value = 'true', hash = '{new_hash}' WHERE seq = 3")
     report = chained.verify()
     assert (report.ok, report.bad_seq) == (False, 4)
+
+
+def _index_definitions(ledger: Ledger) -> list[tuple[str, str]]:
+    query = (
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name"
+        if ledger.dialect == "sqlite"
+        else "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events' ORDER BY indexname"
+    )
+    with ledger.engine.connect() as conn:
+        return [(str(a), str(b)) for a, b in conn.execute(text(query))]
+
+
+def test_a_large_bulk_append_keeps_indexes_chain_and_uniqueness(ledger: Ledger) -> None:
+    """Big batches (which rebuild SQLite's indexes) leave the same indexes, an intact chain, and
+    still refuse a reused idempotency key atomically."""
+    before = _index_definitions(ledger)
+    size = 60_000
+    batch = EventBatch.empty()
+    for i in range(size):
+        batch.add(i % 5000, "setting_changed", "genai_improvement", "false", i, "import", "t", f"bulk:{i}")
+    assert ledger.append_bulk(batch) == (size, 0)
+    assert _index_definitions(ledger) == before
+    assert ledger.verify().ok
+    assert len(ledger.member_events(7)) == size // 5000
+
+    again = EventBatch.empty()
+    for i in range(size):
+        value = "true" if i == size - 1 else "false"  # the last one reuses a key with other content
+        again.add(
+            i % 5000,
+            "setting_changed",
+            "genai_improvement",
+            value,
+            i,
+            "import",
+            "t",
+            f"bulk:{i}" if i == size - 1 else f"bulk2:{i}",
+        )
+    with pytest.raises(IdempotencyConflict, match="bulk:59999"):
+        ledger.append_bulk(again)
+    assert ledger.watermark() == size
+    assert _index_definitions(ledger) == before

@@ -24,10 +24,11 @@ events = Table(
     Column("recorded_at", BigInteger, nullable=False, comment="microseconds since epoch, UTC"),
     Column("source", String(16), nullable=False),
     Column("actor", String(128), nullable=False),
-    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("idempotency_key", String(200), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+Index("uq_events_idempotency_key", events.c.idempotency_key, unique=True)
 Index("ix_events_member_seq", events.c.member_id, events.c.seq)
 Index(
     "ix_events_objections",

@@ -50,10 +50,13 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.BigInteger, nullable=False, comment="microseconds since epoch, UTC"),
         sa.Column("source", sa.String(16), nullable=False),
         sa.Column("actor", sa.String(128), nullable=False),
-        sa.Column("idempotency_key", sa.String(200), nullable=False, unique=True),
+        sa.Column("idempotency_key", sa.String(200), nullable=False),
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
     )
+    # A named index, not a column constraint: SQLite cannot drop the automatic index of a
+    # constraint, and bulk imports drop and rebuild the indexes inside their transaction.
+    op.create_index("uq_events_idempotency_key", "events", ["idempotency_key"], unique=True)
     op.create_index("ix_events_member_seq", "events", ["member_id", "seq"])
     op.create_index(
         "ix_events_objections",
