@@ -23,7 +23,7 @@ from consentgate.ledger.commands import EARLIEST
 from consentgate.ledger.events import FACT_KEYS, EventBatch, EventKind, Source
 from consentgate.ledger.state import resolve_member
 from consentgate.ledger.store import Ledger, ProgressFn
-from consentgate.ledger.tables import check_columns, column_text, file_rows, read_table
+from consentgate.ledger.tables import as_text, check_columns, column_text, file_rows, read_table
 from consentgate.taxonomy import Taxonomy
 from consentgate.timeutil import from_micros, parse_date, parse_instant, to_micros
 
@@ -207,7 +207,23 @@ def _derived_key(member_id: int, setting: str, value: str, effective: int, sourc
 
 
 def _text(table: pa.Table, name: str) -> pa.ChunkedArray | None:
-    return table[name] if name in table.column_names else None
+    return as_text(table[name]) if name in table.column_names else None
+
+
+def _ints(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """int64 from an integer or text column; raises ArrowInvalid on anything else."""
+    if pa.types.is_integer(column.type) or pa.types.is_string(column.type):
+        return pc.cast(column, pa.int64())
+    raise pa.ArrowInvalid(f"not an integer column: {column.type}")
+
+
+def _micros(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """UTC microseconds from an aware timestamp or ISO text column; naive timestamps are refused."""
+    if pa.types.is_timestamp(column.type) and column.type.tz is None:
+        raise pa.ArrowInvalid("naive timestamps")
+    if pa.types.is_timestamp(column.type) or pa.types.is_string(column.type):
+        return pc.cast(pc.cast(column, UTC_US), pa.int64())
+    raise pa.ArrowInvalid(f"not a timestamp column: {column.type}")
 
 
 def _all(mask: pa.ChunkedArray | pa.Array) -> bool:
@@ -219,10 +235,12 @@ def _settings_fast(table: pa.Table, taxonomy: Taxonomy, known: set[int]) -> _Set
     if keys is not None and not _all(pc.equal(pc.utf8_length(keys), 0)):
         return None  # explicit keys: checked row by row
     try:
-        ids = pc.cast(table["member_id"], pa.int64())
-        effective = pc.cast(pc.cast(table["effective_at"], UTC_US), pa.int64())
+        ids = _ints(table["member_id"])
+        effective = _micros(table["effective_at"])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+    settings = as_text(table["setting"])
+    values = as_text(table["value"])
     toggles = pa.array(sorted(k for k, s in taxonomy.settings.items() if s.kind == "toggle"))
     sources = _text(table, "source")
     source_list = ["import"] * table.num_rows
@@ -233,14 +251,14 @@ def _settings_fast(table: pa.Table, taxonomy: Taxonomy, known: set[int]) -> _Set
     if not (
         _all(pc.greater_equal(ids, 0))
         and _all(pc.is_in(ids, value_set=pa.array(sorted(known), pa.int64())))
-        and _all(pc.is_in(table["setting"], value_set=toggles))
-        and _all(pc.is_in(table["value"], value_set=pa.array(["true", "false"])))
+        and _all(pc.is_in(settings, value_set=toggles))
+        and _all(pc.is_in(values, value_set=pa.array(["true", "false"])))
     ):
         return None
     out = _Setting(
         ids.to_pylist(),
-        table["setting"].to_pylist(),
-        table["value"].to_pylist(),
+        settings.to_pylist(),
+        values.to_pylist(),
         effective.to_pylist(),
         source_list,
         [],
@@ -256,18 +274,20 @@ def _settings_fast(table: pa.Table, taxonomy: Taxonomy, known: set[int]) -> _Set
 
 def _members_fast(table: pa.Table, taxonomy: Taxonomy) -> list[_Member] | None:
     try:
-        ids = pc.cast(table["member_id"], pa.int64())
-        births = pc.cast(_nullable(table["birth_date"]), pa.date32())
-        registered = _text(table, "registered_at")
+        ids = _ints(table["member_id"])
+        births = table["birth_date"]
+        births = (
+            births if pa.types.is_date32(births.type) else pc.cast(_nullable(as_text(births)), pa.date32())
+        )
         reg = (
-            pc.cast(pc.cast(_nullable(registered), UTC_US), pa.int64())
-            if registered is not None
+            _micros(_nullable(table["registered_at"]))
+            if "registered_at" in table.column_names
             else pa.nulls(table.num_rows, pa.int64())
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    countries = pc.utf8_upper(pc.utf8_trim_whitespace(table["country"]))
-    minors = pc.utf8_lower(pc.utf8_trim_whitespace(table["believed_minor"]))
+    countries = pc.utf8_upper(pc.utf8_trim_whitespace(as_text(table["country"])))
+    minors = pc.utf8_lower(pc.utf8_trim_whitespace(pc.fill_null(as_text(table["believed_minor"]), "")))
     if not (
         _all(pc.greater_equal(ids, 0))
         and pc.count_distinct(ids).as_py() == table.num_rows
@@ -291,7 +311,9 @@ def _members_fast(table: pa.Table, taxonomy: Taxonomy) -> list[_Member] | None:
 
 
 def _nullable(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Empty text becomes null, so optional columns cast cleanly."""
+    """Empty text becomes null, so optional columns cast cleanly; typed columns pass through."""
+    if not pa.types.is_string(column.type):
+        return column
     trimmed = pc.utf8_trim_whitespace(column)
     return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
 

@@ -152,10 +152,13 @@ class Ledger:
         batch = events if isinstance(events, EventBatch) else EventBatch.of(events)
         recorded_at = to_micros(self.clock())
         self._check_batch(batch, recorded_at)
-        try:
-            return self._bulk(batch, recorded_at, skip=set(), progress=progress, chunk=chunk)
-        except IntegrityError:
-            pass
+        # A re-import shows in its first or last key; then the fast path would only fail late.
+        probe = [batch.idempotency_key[0], batch.idempotency_key[-1]] if len(batch) else []
+        if not self._existing_many(probe):
+            try:
+                return self._bulk(batch, recorded_at, skip=set(), progress=progress, chunk=chunk)
+            except IntegrityError:
+                pass
         existing = self._existing_many(batch.idempotency_key)
         skip: set[int] = set()
         for index, key in enumerate(batch.idempotency_key):

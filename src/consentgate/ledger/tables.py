@@ -1,4 +1,8 @@
-"""Reading tabular input (CSV or Parquet) as text columns, with errors that name the file."""
+"""Reading tabular input (CSV or Parquet), with errors that name the file.
+
+CSV columns are read as text; Parquet columns keep their types, so the import fast path does not
+render and re-parse them. ``column_text`` gives any column as text for the row-by-row validator.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from consentgate.exceptions import ImportRowError, InputError
 
 
 def read_table(path: Path) -> pa.Table:
-    """Read a CSV (UTF-8, header row) or Parquet file; every column becomes text."""
+    """Read a CSV (UTF-8, header row; every column text) or a Parquet file (typed columns)."""
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -26,17 +30,18 @@ def read_table(path: Path) -> pa.Table:
             raise InputError(f"{path}: expected a .csv or .parquet file")
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path}: cannot read the file ({_first_line(exc)})") from None
-    columns = []
-    for name in table.column_names:
-        column = table[name]
-        if pa.types.is_timestamp(column.type):
-            column = _timestamp_text(column)
-        elif pa.types.is_boolean(column.type):
-            column = pc.if_else(column, "true", "false")
-        elif not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
-            column = pc.cast(column, pa.string())
-        columns.append(column)
-    return pa.table(columns, names=table.column_names)
+    return table
+
+
+def as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column as text: timestamps in ISO 8601 UTC, booleans as true/false, nulls kept."""
+    if pa.types.is_timestamp(column.type):
+        return _timestamp_text(column)
+    if pa.types.is_boolean(column.type):
+        return pc.if_else(column, "true", "false")
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column
+    return pc.cast(column, pa.string())
 
 
 def _read_csv(path: Path) -> pa.Table:
@@ -118,4 +123,4 @@ def check_columns(path: Path, table: pa.Table, required: list[str], optional: li
 def column_text(table: pa.Table, name: str) -> list[str]:
     if name not in table.column_names:
         return [""] * table.num_rows
-    return [v if v is not None else "" for v in table[name].to_pylist()]
+    return [v if v is not None else "" for v in as_text(table[name]).to_pylist()]
