@@ -186,7 +186,8 @@ def _index_definitions(ledger: Ledger) -> list[tuple[str, str]]:
     query = (
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name"
         if ledger.dialect == "sqlite"
-        else "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events' ORDER BY indexname"
+        else "SELECT indexname, indexdef FROM pg_indexes"
+        " WHERE tablename = 'events' AND schemaname = current_schema() ORDER BY indexname"
     )
     with ledger.engine.connect() as conn:
         return [(str(a), str(b)) for a, b in conn.execute(text(query))]
