@@ -51,7 +51,7 @@ def _env(**extra: str) -> dict[str, str]:
 def cg(db: str | None, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m consentgate [--db DB] ARGS`` and capture its output."""
     command = [sys.executable, "-m", "consentgate", *(["--db", db] if db else []), *args]
-    return subprocess.run(  # noqa: S603 (fixed argv, no shell)
+    return subprocess.run(
         command, capture_output=True, text=True, timeout=120, cwd=cwd, env=_env(**env), check=False
     )
 
