@@ -170,3 +170,17 @@ def test_filing_the_same_objection_twice_records_it_once(
     )
     assert [s.reference for s in first] == [s.reference for s in again]
     assert len(list_objections(ledger)) == 1
+
+
+def test_a_decision_after_an_extension_keeps_the_extended_due_date(
+    ledger: Ledger, taxonomy: Taxonomy, member: int
+) -> None:
+    """The status returned by a decision still knows the extension (and so whether it was late)."""
+    status = _file(ledger, taxonomy, "2025-11-05")
+    extend_objection(ledger, reference=status.reference, months=2, reason="complex", at=at("2025-11-10"))
+    decided = decide_objection(
+        ledger, reference=status.reference, uphold=True, reason="ok", at=at("2026-01-10")
+    )
+    assert decided.extension_months == 2
+    assert decided.due == at("2026-02-05")
+    assert decided.decision is not None and decided.decision.effective < decided.due

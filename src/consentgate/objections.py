@@ -119,19 +119,8 @@ def decide_objection(
     """Record the DPO's decision; a rejection must give reasons (Art. 12(4))."""
     if not reason.strip():
         raise InputError("--reason: a decision must give its reasons")
-    status = get_objection(ledger, reference)
-    when = ensure_utc(at, field="at") if at is not None else ledger.clock()
-    if status.decision is not None:
-        raise ObjectionStateError(
-            f"objection {reference} was already {status.outcome} "
-            f"on {format_instant(status.decision.effective)}"
-        )
-    if when < status.received_at:
-        raise InputError(
-            f"--at: {format_instant(when)} is before the objection was received "
-            f"({format_instant(status.received_at)})"
-        )
-    body = {
+    status, when = _open_objection(ledger, reference, at)
+    body: dict[str, object] = {
         "outcome": "upheld" if uphold else "rejected",
         "reason": reason.strip(),
         "automatic": False,
@@ -141,18 +130,7 @@ def decide_objection(
             "You may lodge a complaint with a supervisory authority (GDPR Art. 77) "
             "and seek a judicial remedy."
         )
-    draft = EventDraft(
-        status.member_id,
-        EventKind.objection_decided,
-        reference,
-        json.dumps(body, sort_keys=True),
-        to_micros(when),
-        Source.dpo,
-        actor,
-        f"objection-decision:{reference}",
-    )
-    stored = ledger.append([draft])
-    return objections_from([status.received, *stored])[reference]
+    return _record(ledger, status, EventKind.objection_decided, body, when, actor)
 
 
 def extend_objection(
@@ -169,34 +147,66 @@ def extend_objection(
         raise InputError(f"--months: the deadline can be extended by 1 or 2 months, not {months}")
     if not reason.strip():
         raise InputError("--reason: the member must be told why the answer takes longer")
-    status = get_objection(ledger, reference)
-    when = ensure_utc(at, field="at") if at is not None else ledger.clock()
-    if status.decision is not None:
-        raise ObjectionStateError(f"objection {reference} is already decided ({status.outcome})")
+    status, when = _open_objection(ledger, reference, at)
     if status.extension is not None:
         raise ObjectionStateError(
             f"objection {reference} was already extended by {status.extension_months} month(s); "
             "only one extension of at most two months is allowed"
         )
-    if when < status.received_at:
-        raise InputError(f"--at: {format_instant(when)} is before the objection was received")
     if when > status.first_month_ends:
         raise ObjectionStateError(
             f"objection {reference}: an extension must be announced within one month of receipt "
             f"(by {format_instant(status.first_month_ends)}); it is {format_instant(when)}"
         )
+    return _record(
+        ledger,
+        status,
+        EventKind.objection_extended,
+        {"months": months, "reason": reason.strip()},
+        when,
+        actor,
+    )
+
+
+def _open_objection(ledger: Ledger, reference: str, at: datetime | None) -> tuple[ObjectionStatus, datetime]:
+    """The objection, still undecided, and the instant of the action (not before its receipt)."""
+    status = get_objection(ledger, reference)
+    when = ensure_utc(at, field="at") if at is not None else ledger.clock()
+    if status.decision is not None:
+        raise ObjectionStateError(
+            f"objection {reference} was already {status.outcome} "
+            f"on {format_instant(status.decision.effective)}"
+        )
+    if when < status.received_at:
+        raise InputError(
+            f"--at: {format_instant(when)} is before the objection was received "
+            f"({format_instant(status.received_at)})"
+        )
+    return status, when
+
+
+def _record(
+    ledger: Ledger,
+    status: ObjectionStatus,
+    kind: EventKind,
+    body: dict[str, object],
+    when: datetime,
+    actor: str,
+) -> ObjectionStatus:
+    """Append a DPO action on an objection; one per kind and objection (the idempotency key says so)."""
+    suffix = "decision" if kind is EventKind.objection_decided else "extension"
     draft = EventDraft(
         status.member_id,
-        EventKind.objection_extended,
-        reference,
-        json.dumps({"months": months, "reason": reason.strip()}, sort_keys=True),
+        kind,
+        status.reference,
+        json.dumps(body, sort_keys=True),
         to_micros(when),
         Source.dpo,
         actor,
-        f"objection-extension:{reference}",
+        f"objection-{suffix}:{status.reference}",
     )
-    stored = ledger.append([draft])
-    return objections_from([status.received, *stored])[reference]
+    ledger.append([draft])
+    return get_objection(ledger, status.reference)
 
 
 def list_objections(

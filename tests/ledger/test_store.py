@@ -112,7 +112,7 @@ def test_opening_an_uninitialised_database_names_the_fix(ledger_url: str) -> Non
         Ledger.open(ledger_url)
 
 
-def _disable_guards(ledger: Ledger) -> None:
+def disable_guards(ledger: Ledger) -> None:
     """Simulate an attacker with write access to the database: lift the append-only triggers."""
     with ledger.engine.begin() as conn:
         if ledger.dialect == "sqlite":
@@ -123,7 +123,7 @@ def _disable_guards(ledger: Ledger) -> None:
 
 
 def _tamper(ledger: Ledger, *statements: str) -> None:
-    _disable_guards(ledger)
+    disable_guards(ledger)
     with ledger.engine.begin() as conn:
         for statement in statements:
             conn.execute(text(statement))

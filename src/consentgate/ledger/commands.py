@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 
 from consentgate.exceptions import InputError
-from consentgate.ledger.events import EventDraft, EventKind, LedgerEvent, Source
+from consentgate.ledger.events import EventBatch, EventDraft, EventKind, LedgerEvent, Source
 from consentgate.ledger.store import Ledger
 from consentgate.taxonomy import Taxonomy
 from consentgate.timeutil import to_micros
@@ -19,6 +19,55 @@ def new_idempotency_key(prefix: str) -> str:
     return f"{prefix}:{uuid.uuid4().hex}"
 
 
+def add_member_events(
+    batch: EventBatch,
+    *,
+    member_id: int,
+    country: str,
+    birth_date: str,
+    believed_minor: str,
+    at: int,
+    source: str,
+    actor: str,
+) -> None:
+    """Add the events that register a member with their facts, all effective at ``at`` (µs).
+
+    Empty ``birth_date``/``believed_minor`` mean unknown and add nothing. Idempotency keys come from
+    the content, so registering the same member twice appends nothing the second time.
+    """
+    batch.add(
+        member_id,
+        EventKind.member_registered,
+        "registered",
+        "true",
+        at,
+        source,
+        actor,
+        f"member:{member_id}:registered:{at}",
+    )
+    for key, value in (("country", country), ("birth_date", birth_date), ("believed_minor", believed_minor)):
+        if value:
+            add_fact_event(
+                batch, member_id=member_id, key=key, value=value, at=at, source=source, actor=actor
+            )
+
+
+def add_fact_event(
+    batch: EventBatch, *, member_id: int, key: str, value: str, at: int, source: str, actor: str
+) -> None:
+    """Add a change of one member fact, effective at ``at`` (µs)."""
+    batch.add(
+        member_id,
+        EventKind.member_fact,
+        key,
+        value,
+        at,
+        source,
+        actor,
+        f"member:{member_id}:{key}:{value}:{at}",
+    )
+
+
 def member_drafts(
     *,
     member_id: int,
@@ -29,64 +78,19 @@ def member_drafts(
     source: Source,
     actor: str,
 ) -> list[EventDraft]:
-    """The events that register a member with their facts, all effective at ``registered_at``.
-
-    Idempotency keys are derived from the content, so importing the same member twice appends
-    nothing the second time.
-    """
-    at = to_micros(registered_at)
-    base = f"member:{member_id}"
-    drafts = [
-        EventDraft(
-            member_id,
-            EventKind.member_registered,
-            "registered",
-            "true",
-            at,
-            source,
-            actor,
-            f"{base}:registered:{at}",
-        ),
-        EventDraft(
-            member_id,
-            EventKind.member_fact,
-            "country",
-            country,
-            at,
-            source,
-            actor,
-            f"{base}:country:{country}:{at}",
-        ),
-    ]
-    if birth_date is not None:
-        value = birth_date.isoformat()
-        drafts.append(
-            EventDraft(
-                member_id,
-                EventKind.member_fact,
-                "birth_date",
-                value,
-                at,
-                source,
-                actor,
-                f"{base}:birth_date:{value}:{at}",
-            )
-        )
-    if believed_minor is not None:
-        value = "true" if believed_minor else "false"
-        drafts.append(
-            EventDraft(
-                member_id,
-                EventKind.member_fact,
-                "believed_minor",
-                value,
-                at,
-                source,
-                actor,
-                f"{base}:believed_minor:{value}:{at}",
-            )
-        )
-    return drafts
+    """The registration events of one member, as drafts for ``Ledger.append``."""
+    batch = EventBatch.empty()
+    add_member_events(
+        batch,
+        member_id=member_id,
+        country=country,
+        birth_date="" if birth_date is None else birth_date.isoformat(),
+        believed_minor="" if believed_minor is None else str(believed_minor).lower(),
+        at=to_micros(registered_at),
+        source=str(source),
+        actor=actor,
+    )
+    return batch.drafts()
 
 
 def setting_draft(
@@ -146,17 +150,12 @@ def change_settings(
 def fact_draft(
     *, member_id: int, key: str, value: str, at: datetime, source: Source, actor: str
 ) -> EventDraft:
-    at_us = to_micros(at)
-    return EventDraft(
-        member_id,
-        EventKind.member_fact,
-        key,
-        value,
-        at_us,
-        source,
-        actor,
-        f"member:{member_id}:{key}:{value}:{at_us}",
+    """A change of one member fact (e.g. a move to another country), as a draft."""
+    batch = EventBatch.empty()
+    add_fact_event(
+        batch, member_id=member_id, key=key, value=value, at=to_micros(at), source=str(source), actor=actor
     )
+    return batch.drafts()[0]
 
 
 def acknowledge_notice(

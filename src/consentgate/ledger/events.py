@@ -187,6 +187,22 @@ class EventBatch:
     def __len__(self) -> int:
         return len(self.member_id)
 
+    def drafts(self) -> list[EventDraft]:
+        return [
+            EventDraft(m, EventKind(k), key, v, e, Source(s), a, i)
+            for m, k, key, v, e, s, a, i in zip(
+                self.member_id,
+                self.kind,
+                self.key,
+                self.value,
+                self.effective_at,
+                self.source,
+                self.actor,
+                self.idempotency_key,
+                strict=True,
+            )
+        ]
+
     def same_content(self, index: int, event: LedgerEvent) -> bool:
         return (
             self.member_id[index] == event.member_id

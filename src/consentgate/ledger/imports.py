@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from consentgate.exceptions import IdempotencyConflict, ImportRowError, TimestampError
-from consentgate.ledger.commands import EARLIEST
+from consentgate.ledger.commands import EARLIEST, add_fact_event, add_member_events
 from consentgate.ledger.events import FACT_KEYS, EventBatch, EventKind, Source
 from consentgate.ledger.state import resolve_member
 from consentgate.ledger.store import Ledger, ProgressFn
@@ -352,51 +352,17 @@ def import_members(
     batch = EventBatch.empty()
     unchanged = 0
     for m in members:
-        base = f"member:{m.member_id}"
         if m.member_id not in known:
-            at = m.registered_at
-            batch.add(
-                m.member_id,
-                EventKind.member_registered,
-                "registered",
-                "true",
-                at,
-                source,
-                actor,
-                f"{base}:registered:{at}",
+            add_member_events(
+                batch,
+                member_id=m.member_id,
+                country=m.country,
+                birth_date=m.birth_date,
+                believed_minor=m.believed_minor,
+                at=m.registered_at,
+                source=source,
+                actor=actor,
             )
-            batch.add(
-                m.member_id,
-                EventKind.member_fact,
-                "country",
-                m.country,
-                at,
-                source,
-                actor,
-                f"{base}:country:{m.country}:{at}",
-            )
-            if m.birth_date:
-                batch.add(
-                    m.member_id,
-                    EventKind.member_fact,
-                    "birth_date",
-                    m.birth_date,
-                    at,
-                    source,
-                    actor,
-                    f"{base}:birth_date:{m.birth_date}:{at}",
-                )
-            if m.believed_minor:
-                batch.add(
-                    m.member_id,
-                    EventKind.member_fact,
-                    "believed_minor",
-                    m.believed_minor,
-                    at,
-                    source,
-                    actor,
-                    f"{base}:believed_minor:{m.believed_minor}:{at}",
-                )
             continue
         wanted = {"country": m.country, "birth_date": m.birth_date, "believed_minor": m.believed_minor}
         changed = False
@@ -404,15 +370,14 @@ def import_members(
             # An empty cell says nothing: it never erases a known fact (a minor signal above all).
             if wanted[key] and current.get(m.member_id, {}).get(key, "") != wanted[key]:
                 changed = True
-                batch.add(
-                    m.member_id,
-                    EventKind.member_fact,
-                    key,
-                    wanted[key],
-                    change_at,
-                    source,
-                    actor,
-                    f"{base}:{key}:{wanted[key]}:{change_at}",
+                add_fact_event(
+                    batch,
+                    member_id=m.member_id,
+                    key=key,
+                    value=wanted[key],
+                    at=change_at,
+                    source=source,
+                    actor=actor,
                 )
         unchanged += not changed
     appended, present = ledger.append_bulk(batch, progress=progress)
