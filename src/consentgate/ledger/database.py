@@ -56,6 +56,9 @@ def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Reads through the OS page cache without copying into SQLite's own cache: decide()'s p99
+    # halves on a large ledger (bench/RESULTS.md).
+    cursor.execute("PRAGMA mmap_size=4294967296")
     cursor.close()
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks; each script runs on its own (see bench/RESULTS.md)."""
