@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime
 
-from consentgate.exceptions import InputError
-from consentgate.ledger.events import EventBatch, EventDraft, EventKind, LedgerEvent, Source
-from consentgate.ledger.store import Ledger
-from consentgate.taxonomy import Taxonomy
+from consentgate.ledger.events import EventBatch, EventDraft, EventKind, Source
 from consentgate.timeutil import to_micros
 
 EARLIEST = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 """Members imported without ``registered_at`` are known from the start of the ledger's time."""
-
-
-def new_idempotency_key(prefix: str) -> str:
-    return f"{prefix}:{uuid.uuid4().hex}"
 
 
 def add_member_events(
@@ -93,60 +85,6 @@ def member_drafts(
     return batch.drafts()
 
 
-def setting_draft(
-    taxonomy: Taxonomy,
-    *,
-    member_id: int,
-    setting: str,
-    value: bool,
-    at: datetime | None,
-    source: Source,
-    actor: str,
-    idempotency_key: str | None = None,
-) -> EventDraft:
-    taxonomy.toggle(setting)
-    return EventDraft(
-        member_id=member_id,
-        kind=EventKind.setting_changed,
-        key=setting,
-        value="true" if value else "false",
-        effective_at=None if at is None else to_micros(at),
-        source=source,
-        actor=actor,
-        idempotency_key=idempotency_key or new_idempotency_key("setting"),
-    )
-
-
-def change_settings(
-    ledger: Ledger,
-    taxonomy: Taxonomy,
-    *,
-    member_id: int,
-    changes: dict[str, bool],
-    at: datetime | None,
-    source: Source,
-    actor: str,
-    idempotency_key: str | None = None,
-) -> list[LedgerEvent]:
-    """Record one or more setting changes atomically (all or none)."""
-    if not changes:
-        raise InputError("no setting changes given")
-    drafts = [
-        setting_draft(
-            taxonomy,
-            member_id=member_id,
-            setting=key,
-            value=value,
-            at=at,
-            source=source,
-            actor=actor,
-            idempotency_key=None if idempotency_key is None else f"{idempotency_key}:{key}",
-        )
-        for key, value in changes.items()
-    ]
-    return ledger.append(drafts)
-
-
 def fact_draft(
     *, member_id: int, key: str, value: str, at: datetime, source: Source, actor: str
 ) -> EventDraft:
@@ -156,25 +94,3 @@ def fact_draft(
         batch, member_id=member_id, key=key, value=value, at=to_micros(at), source=str(source), actor=actor
     )
     return batch.drafts()[0]
-
-
-def acknowledge_notice(
-    ledger: Ledger,
-    *,
-    member_id: int,
-    policy_ref: str,
-    at: datetime | None,
-    source: Source,
-    actor: str,
-) -> LedgerEvent:
-    draft = EventDraft(
-        member_id,
-        EventKind.notice_acknowledged,
-        policy_ref,
-        "acknowledged",
-        None if at is None else to_micros(at),
-        source,
-        actor,
-        f"notice:{member_id}:{policy_ref}",
-    )
-    return ledger.append([draft])[0]

@@ -276,37 +276,14 @@ class Ledger:
         return [str(sql) for _, sql in indexes]
 
     def _check_batch(self, batch: EventBatch, recorded_at: int) -> None:
-        if len(set(batch.idempotency_key)) != len(batch):
-            seen: set[str] = set()
-            for key in batch.idempotency_key:
-                if key in seen:
-                    raise InputError(f"idempotency key {key!r} appears twice in one append")
-                seen.add(key)
-        originated = {str(s) for s in MEMBER_ORIGINATED}
-        if originated & set(batch.source):
-            for source, effective in zip(batch.source, batch.effective_at, strict=True):
-                if source in originated and effective < recorded_at:
-                    raise InputError(
-                        f"a {source} event is never back-dated: effective_at "
-                        f"{format_instant(from_micros(effective))} is before now"
-                    )
+        _check_append(batch.idempotency_key, zip(batch.source, batch.effective_at, strict=True), recorded_at)
 
     def _check_drafts(self, drafts: Sequence[EventDraft], recorded_at: int) -> None:
-        keys: set[str] = set()
-        for draft in drafts:
-            if draft.idempotency_key in keys:
-                raise InputError(f"idempotency key {draft.idempotency_key!r} appears twice in one append")
-            keys.add(draft.idempotency_key)
-            if (
-                draft.source in MEMBER_ORIGINATED
-                and draft.effective_at is not None
-                and draft.effective_at < recorded_at
-            ):
-                raise InputError(
-                    f"a {draft.source} event is never back-dated: effective_at "
-                    f"{format_instant(from_micros(draft.effective_at))} is before now "
-                    f"({format_instant(from_micros(recorded_at))})"
-                )
+        _check_append(
+            [d.idempotency_key for d in drafts],
+            ((str(d.source), d.effective_at) for d in drafts),
+            recorded_at,
+        )
 
     def _write(self) -> _WriteTransaction:
         return _WriteTransaction(self.engine)
@@ -453,15 +430,6 @@ class Ledger:
             )
             return {int(r[0]) for r in rows}
 
-    def count_members(self) -> int:
-        with self.engine.connect() as conn:
-            rows = self._raw_query(
-                conn,
-                "SELECT COUNT(DISTINCT member_id) FROM events WHERE kind = 'member_registered'",
-                [],
-            )
-            return int(rows[0][0])
-
     # -- auditing ------------------------------------------------------------------------------
 
     def verify(self, *, progress: ProgressFn | None = None) -> VerifyReport:
@@ -539,6 +507,24 @@ class _WriteTransaction:
                 self.conn.rollback()
         finally:
             self.conn.close()
+
+
+def _check_append(keys: Sequence[str], timed: Iterable[tuple[str, int | None]], recorded_at: int) -> None:
+    """No key twice in one append; member-originated events are never back-dated."""
+    if len(set(keys)) != len(keys):
+        seen: set[str] = set()
+        for key in keys:
+            if key in seen:
+                raise InputError(f"idempotency key {key!r} appears twice in one append")
+            seen.add(key)
+    originated = {str(s) for s in MEMBER_ORIGINATED}
+    for source, effective in timed:
+        if source in originated and effective is not None and effective < recorded_at:
+            raise InputError(
+                f"a {source} event is never back-dated: effective_at "
+                f"{format_instant(from_micros(effective))} is before now "
+                f"({format_instant(from_micros(recorded_at))})"
+            )
 
 
 def _without(batch: EventBatch, skip: set[int]) -> EventBatch:
