@@ -13,7 +13,7 @@ from typing import Any
 from consentgate.exceptions import NotFoundError, PolicyValidationError
 from consentgate.policy.loader import builtin_policies, policies_in
 from consentgate.policy.models import Policy
-from consentgate.timeutil import ensure_utc, format_instant
+from consentgate.timeutil import ensure_utc
 
 
 class Timeline:
@@ -115,7 +115,3 @@ def diff_policies(a: Policy, b: Policy) -> list[Change]:
     out: list[Change] = []
     _walk("", before, after, out)
     return out
-
-
-def describe_policy_header(policy: Policy) -> str:
-    return f"{policy.ref} ({policy.title}), in force from {format_instant(policy.effective_from)}"
