@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from consentgate.exceptions import IdempotencyConflict, ImportRowError, TimestampError
 from consentgate.ledger.commands import EARLIEST, add_fact_event, add_member_events
-from consentgate.ledger.events import FACT_KEYS, EventBatch, EventKind, Source
+from consentgate.ledger.events import FACT_KEYS, EventBatch, EventKind, LedgerEvent, Source
 from consentgate.ledger.state import resolve_member
 from consentgate.ledger.store import Ledger, ProgressFn
 from consentgate.ledger.tables import as_text, check_columns, column_text, file_rows, read_table
@@ -386,12 +386,17 @@ def import_members(
 
 
 def _current_facts(ledger: Ledger, member_ids: list[int], at: int) -> dict[int, dict[str, str]]:
-    out: dict[int, dict[str, str]] = {}
-    for member_id in member_ids:
-        events = ledger.member_events(member_id, at=at)
-        state = resolve_member(member_id, events, at=from_micros(at), watermark=None)
-        out[member_id] = {k: e.value for k, e in state.facts.items()}
-    return out
+    """Each known member's facts as of ``at``, read in chunks (a re-import may name millions)."""
+    by_member: dict[int, list[LedgerEvent]] = {m: [] for m in member_ids}
+    for event in ledger.events_of_members(member_ids, kind=EventKind.member_fact, at=at):
+        by_member[event.member_id].append(event)
+    when = from_micros(at)
+    return {
+        member_id: {
+            k: e.value for k, e in resolve_member(member_id, events, at=when, watermark=None).facts.items()
+        }
+        for member_id, events in by_member.items()
+    }
 
 
 def import_settings(

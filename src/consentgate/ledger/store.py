@@ -392,6 +392,20 @@ class Ledger:
         finally:
             raw.close()
 
+    def events_of_members(self, member_ids: Sequence[int], *, kind: str, at: int) -> list[LedgerEvent]:
+        """Events of one kind for many members, effective by ``at``: a few chunked queries, not one each."""
+        out: list[LedgerEvent] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(member_ids), 500):
+                part = list(member_ids[start : start + 500])
+                marks = ", ".join(self._param for _ in part)
+                sql = (
+                    f"{_SELECT} WHERE member_id IN ({marks}) AND kind = {self._param}"
+                    f" AND effective_at <= {self._param} ORDER BY seq"
+                )
+                out.extend(LedgerEvent(*row) for row in self._raw_query(conn, sql, [*part, kind, at]))
+        return out
+
     def objection_events(self, reference: str | None = None) -> list[LedgerEvent]:
         """Every objection event (optionally of one reference), by seq."""
         sql = f"{_SELECT} WHERE {OBJECTION_KINDS_SQL}"
