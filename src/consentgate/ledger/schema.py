@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text, text
 
 OBJECTION_KINDS_SQL = "kind IN ('objection_received', 'objection_decided', 'objection_extended')"
 
@@ -46,4 +46,35 @@ ledger_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+# The lineage registry (migration 0002): which snapshots exist and which models used them.
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("snapshot_id", String(200), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("purpose", String(128), nullable=False),
+    Column("as_of", BigInteger, nullable=False),
+    Column("watermark", BigInteger, nullable=False),
+    Column("policy_ref", String(200), nullable=True),
+    Column("engine", String(16), nullable=False),
+    Column("records", BigInteger, nullable=False),
+    Column("members", BigInteger, nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("registered_at", BigInteger, nullable=False),
+)
+models = Table(
+    "models",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("registered_at", BigInteger, nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+)
+model_snapshots = Table(
+    "model_snapshots",
+    metadata,
+    Column("model_name", String(200), ForeignKey("models.name"), primary_key=True),
+    Column("snapshot_id", String(200), ForeignKey("snapshots.snapshot_id"), primary_key=True),
 )

@@ -436,6 +436,38 @@ class Ledger:
                     yield LedgerEvent(*row)
                 last = rows[-1][0]
 
+    def event_rows(
+        self, columns: Sequence[str], *, after: int, upto: int, batch: int = 100_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Chunks of raw rows (``columns``) with ``after < seq <= upto``, in seq order.
+
+        For exports: no event objects, one server-side cursor, so memory stays bounded.
+        """
+        for name in columns:
+            if name not in COLUMNS:
+                raise ValueError(f"unknown event column {name!r}")
+        sql = (
+            f"SELECT {', '.join(columns)} FROM events WHERE seq > {self._param} AND seq <= {self._param}"
+            " ORDER BY seq"
+        )
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            # A named cursor streams from PostgreSQL instead of materialising the result first.
+            cursor = raw.cursor(name="consentgate_rows") if self.dialect == "postgresql" else raw.cursor()
+            try:
+                cursor.execute(sql, (after, upto))
+                while chunk := cursor.fetchmany(batch):
+                    yield chunk
+            finally:
+                cursor.close()
+
+    def hash_at(self, seq: int) -> str | None:
+        """The chain hash of event ``seq`` (None if there is no such event)."""
+        with self.engine.connect() as conn:
+            rows = self._raw_query(conn, f"SELECT hash FROM events WHERE seq = {self._param}", [seq])
+        return str(rows[0][0]) if rows else None
+
     def registered_members(self) -> set[int]:
         """Every member id with a registration event (any time)."""
         with self.engine.connect() as conn:

@@ -1,0 +1,323 @@
+"""``snapshot build|list|show|verify``, ``gate``, ``model register|list``, ``lineage member|debt``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from consentgate.cli.context import console, ctx, instant, print_json
+from consentgate.exceptions import InputError
+from consentgate.ledger.mirror import EventMirror, default_mirror_dir
+from consentgate.snapshots.build import BuildRequest, BuildResult, ProgressFn, build_snapshot, where_of
+from consentgate.snapshots.lineage import member_lineage, model_debt, objection_debt
+from consentgate.snapshots.registry import Registry
+from consentgate.snapshots.verify import verify_snapshot
+from consentgate.timeutil import format_instant
+
+snapshot_app = typer.Typer(help="Consent-filtered training snapshots.", no_args_is_help=True)
+model_app = typer.Typer(help="Models and the snapshots they were trained on.", no_args_is_help=True)
+lineage_app = typer.Typer(help="Whose data went where, and who objected afterwards.", no_args_is_help=True)
+
+
+class EngineName(StrEnum):
+    duckdb = "duckdb"
+    spark = "spark"
+
+
+PHASES = {"mirror": "mirroring ledger events", "eligibility": "computing eligibility", "records": "filtering"}
+
+
+@contextmanager
+def _progress() -> Iterator[ProgressFn]:
+    started = time.monotonic()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}{task.fields[of]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(phase: str, done: int, total: int | None) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(PHASES.get(phase, phase), total=total, of="", rate="")
+            rate = done / max(time.monotonic() - started, 1e-6)
+            bar.update(
+                tasks[phase],
+                completed=done,
+                of=f" / {total:,}" if total else "",
+                rate=f"{rate:,.0f} records/s" if phase == "records" else "",
+            )
+
+        yield update
+
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Network dataset folder (records/*.parquet).")]
+AsOfOpt = Annotated[str, typer.Option("--as-of", help="The instant the snapshot is as of (ISO, UTC).")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives OUT/<snapshot_id>/.")]
+EngineOpt = Annotated[EngineName, typer.Option("--engine", help="duckdb (embedded) or spark.")]
+MasterOpt = Annotated[str | None, typer.Option("--spark-master", help="Spark master URL (default local[*]).")]
+WatermarkOpt = Annotated[
+    int | None, typer.Option("--watermark", help="Ledger seq to read up to (default: the head).")
+]
+EventsOpt = Annotated[
+    Path | None, typer.Option("--events-dir", help="Event mirror folder (default: next to the ledger).")
+]
+LineageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lineage-url", envvar="OPENLINEAGE_URL", help="OpenLineage HTTP endpoint (default: file)."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _build(typer_ctx: typer.Context, kind: str, purpose: str, **options: object) -> None:
+    context = ctx(typer_ctx)
+    as_json = bool(options.pop("as_json"))
+    request = BuildRequest(
+        kind=kind,
+        purpose=purpose,
+        as_of=instant(str(options.pop("as_of")), "--as-of"),
+        **options,  # type: ignore[arg-type]
+    )
+    with _progress() as progress:
+        started = time.monotonic()
+        result = build_snapshot(request, ledger=context.ledger(), engine=context.engine, progress=progress)
+        seconds = time.monotonic() - started
+    if as_json:
+        print_json({**result.manifest, "path": str(result.path), "reproduced": result.reproduced})
+        return
+    _summary(result, seconds)
+
+
+def _summary(result: BuildResult, seconds: float) -> None:
+    m = result.manifest
+    counts = m["counts"]
+    verb = "reproduced (byte-identical to the registered snapshot)" if result.reproduced else "published"
+    console.print(f"{m['kind']} {result.snapshot_id} {verb}")
+    console.print(f"  at {result.path}")
+    policy = m["policy"]
+    console.print(
+        f"  {m['purpose']} as of {m['as_of']}, ledger watermark {m['ledger']['watermark']}, policy "
+        + ("none in force" if policy is None else f"{policy['id']}@{policy['version']}")
+        + f", engine {m['engine']}"
+    )
+    rate = counts["records_in"] / seconds if seconds > 0 else 0.0
+    console.print(
+        f"  {counts['records_included']:,} of {counts['records_in']:,} records included "
+        f"({counts['members_included']:,} members) in {seconds:.1f} s ({rate:,.0f} records/s)"
+    )
+    for reason, n in sorted(counts["excluded_by_reason"].items(), key=lambda kv: -kv[1]):
+        console.print(f"  excluded {n:>12,}  {reason}")
+    if counts["unknown_categories"]:
+        listed = ", ".join(f"{k} ({v:,})" for k, v in counts["unknown_categories"].items())
+        console.print(f"  unknown categories: {listed}")
+
+
+@snapshot_app.command("build")
+def build(
+    typer_ctx: typer.Context,
+    data: DataOpt,
+    purpose: Annotated[str, typer.Option("--purpose", help="Purpose key, e.g. genai.training.")],
+    as_of: AsOfOpt,
+    out: OutOpt,
+    engine: EngineOpt = EngineName.duckdb,
+    spark_master: MasterOpt = None,
+    watermark: WatermarkOpt = None,
+    events_dir: EventsOpt = None,
+    lineage_url: LineageOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build a consent-filtered snapshot of DATA for PURPOSE as of T (atomic, reproducible)."""
+    _build(
+        typer_ctx,
+        "snapshot",
+        purpose,
+        data=data,
+        as_of=as_of,
+        out=out,
+        engine=engine.value,
+        spark_master=spark_master,
+        watermark=watermark,
+        events_dir=events_dir,
+        lineage_url=lineage_url,
+        as_json=as_json,
+    )
+
+
+def gate(
+    typer_ctx: typer.Context,
+    data: DataOpt,
+    as_of: AsOfOpt,
+    out: OutOpt,
+    purpose: Annotated[str, typer.Option("--purpose", help="Inbound purpose.")] = "ads.affiliate_data",
+    engine: EngineOpt = EngineName.duckdb,
+    spark_master: MasterOpt = None,
+    watermark: WatermarkOpt = None,
+    events_dir: EventsOpt = None,
+    lineage_url: LineageOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Gate inbound affiliate data: keep only what members' settings and regions allow."""
+    _build(
+        typer_ctx,
+        "gate",
+        purpose,
+        data=data,
+        as_of=as_of,
+        out=out,
+        engine=engine.value,
+        spark_master=spark_master,
+        watermark=watermark,
+        events_dir=events_dir,
+        lineage_url=lineage_url,
+        as_json=as_json,
+    )
+
+
+@snapshot_app.command("list")
+def list_snapshots(
+    typer_ctx: typer.Context,
+    purpose: Annotated[str | None, typer.Option("--purpose", help="Only this purpose.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Registered snapshots, oldest as-of first."""
+    entries = Registry(ctx(typer_ctx).ledger()).snapshots(purpose=purpose)
+    if as_json:
+        print_json([e.to_dict() for e in entries])
+        return
+    table = Table("snapshot", "kind", "as of", "watermark", "policy", "engine", "records", "members")
+    for e in entries:
+        table.add_row(
+            e.snapshot_id,
+            e.kind,
+            format_instant(e.as_of),
+            str(e.watermark),
+            e.policy_ref or "-",
+            e.engine,
+            f"{e.records:,}",
+            f"{e.members:,}",
+        )
+    console.print(table if entries else "no snapshots registered")
+
+
+@snapshot_app.command("show")
+def show(typer_ctx: typer.Context, snapshot_id: Annotated[str, typer.Argument(help="Snapshot id.")]) -> None:
+    """The snapshot's manifest (purpose, policy, watermark, inputs, counts, files)."""
+    entry = Registry(ctx(typer_ctx).ledger()).require(snapshot_id)
+    manifest = json.loads((entry.path / "manifest.json").read_text())
+    print_json({"registered": entry.to_dict(), "manifest": manifest})
+
+
+@snapshot_app.command("verify")
+def verify(
+    typer_ctx: typer.Context, snapshot_id: Annotated[str, typer.Argument(help="Snapshot id.")]
+) -> None:
+    """Re-hash the snapshot's files against its manifest and the registry (exit 1 on a mismatch)."""
+    entry = Registry(ctx(typer_ctx).ledger()).require(snapshot_id)
+    result = verify_snapshot(entry)
+    if result.ok:
+        console.print(f"ok: {snapshot_id}: {result.files_checked} files match the manifest")
+        return
+    for problem in result.problems:
+        console.print(f"FAILED: {problem}")
+    raise typer.Exit(1)
+
+
+@model_app.command("register")
+def model_register(
+    typer_ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    snapshot: Annotated[
+        list[str], typer.Option("--snapshot", help="Snapshot it was trained on (repeatable).")
+    ],
+    note: Annotated[str, typer.Option(help="Free text, e.g. the training run.")] = "",
+) -> None:
+    """Record that model NAME was trained on the given snapshots."""
+    context = ctx(typer_ctx)
+    ledger = context.ledger()
+    model, created = Registry(ledger).register_model(name, snapshot, at=ledger.clock(), note=note)
+    verb = "registered" if created else "already registered"
+    console.print(f"model {model.name} {verb}: trained on {', '.join(model.snapshot_ids)}")
+
+
+@model_app.command("list")
+def model_list(typer_ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Registered models and their snapshots."""
+    entries = Registry(ctx(typer_ctx).ledger()).models()
+    if as_json:
+        print_json([{"name": m.name, "snapshots": list(m.snapshot_ids), "note": m.note} for m in entries])
+        return
+    for m in entries:
+        console.print(f"{m.name}: {', '.join(m.snapshot_ids)}{'  (' + m.note + ')' if m.note else ''}")
+    if not entries:
+        console.print("no models registered")
+
+
+@lineage_app.command("member")
+def lineage_member(
+    typer_ctx: typer.Context,
+    member_id: Annotated[int, typer.Argument(help="Member id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """The snapshots and models that hold a member's data: as-of, categories, record counts."""
+    result = member_lineage(Registry(ctx(typer_ctx).ledger()), member_id)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    if not result.snapshots:
+        console.print(f"member {member_id}: no registered snapshot holds their data")
+    for s in result.snapshots:
+        categories = ", ".join(f"{k} ({v})" for k, v in s.categories.items())
+        models = f"; models: {', '.join(s.models)}" if s.models else ""
+        console.print(
+            f"{s.snapshot.snapshot_id}: {s.snapshot.purpose} as of {format_instant(s.snapshot.as_of)}, "
+            f"{s.records} records: {categories}{models}"
+        )
+    for entry in result.missing:
+        console.print(f"warning: {entry.snapshot_id}: files missing at {entry.path}, not searched")
+
+
+@lineage_app.command("debt")
+def lineage_debt(
+    typer_ctx: typer.Context,
+    snapshot: Annotated[str | None, typer.Option("--snapshot", help="Snapshot id.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name.")] = None,
+    events_dir: EventsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Members in a snapshot or model who have since opted out or objected for its purpose."""
+    if (snapshot is None) == (model is None):
+        raise InputError("lineage debt: give exactly one of --snapshot S or --model NAME")
+    ledger = ctx(typer_ctx).ledger()
+    registry = Registry(ledger)
+    mirror = EventMirror(ledger, events_dir or default_mirror_dir(where_of(ledger)))
+    debts = (
+        objection_debt(registry, mirror, [registry.require(snapshot)])
+        if snapshot is not None
+        else model_debt(registry, mirror, str(model))
+    )
+    if as_json:
+        print_json([d.to_dict() for d in debts])
+        return
+    what = f"snapshot {snapshot}" if snapshot else f"model {model}"
+    console.print(f"{what}: {len(debts):,} members have since opted out or objected")
+    for d in debts[:50]:
+        console.print(
+            f"  member {d.member_id}: {d.what} {d.detail} effective {format_instant(d.effective_at)}"
+        )
+    if len(debts) > 50:
+        console.print(f"  … and {len(debts) - 50:,} more (use --json for all)")

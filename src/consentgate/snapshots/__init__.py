@@ -1,0 +1,1 @@
+"""Training snapshots: consent-filtered datasets as of a date, lineage."""

@@ -1,0 +1,352 @@
+"""``build_snapshot``: eligible records as of (T, W), a manifest, lineage, atomic publication.
+
+The order of work: check the inputs; sync the ledger's event mirror up to W; compute eligibility
+once; let the engine write the eligible records and the lineage into a hidden ``.partial`` folder;
+write the manifest; then rename the folder to ``OUT/<snapshot_id>`` and register it in the same
+database transaction. A build that fails or is killed leaves only the hidden folder, which the
+next build in the same OUT removes; nothing is registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+from openlineage.client.event_v2 import RunState
+
+from consentgate import __version__
+from consentgate.decisions.engine import DecisionEngine
+from consentgate.exceptions import ConflictError, InputError
+from consentgate.ledger.database import one_line
+from consentgate.ledger.mirror import EventMirror, default_mirror_dir, file_sha256
+from consentgate.ledger.store import Ledger
+from consentgate.snapshots import openlineage as ol
+from consentgate.snapshots.dataset import Dataset, check_values, open_dataset
+from consentgate.snapshots.eligibility import Eligibility, compute_eligibility
+from consentgate.snapshots.engines.base import Job, SnapshotEngine
+from consentgate.snapshots.engines.duckdb_engine import DuckDBEngine
+from consentgate.snapshots.manifest import FORMAT, canonical_json, file_entry, tally
+from consentgate.snapshots.registry import Registry, SnapshotEntry
+from consentgate.timeutil import ensure_utc, format_instant, now_utc, to_micros
+
+ENGINES = ("duckdb", "spark")
+KINDS = ("snapshot", "gate")
+ProgressFn = Callable[[str, int, int | None], None]
+"""(phase, done, total): phases are "mirror" (events), "eligibility", "records" (input records)."""
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    data: Path
+    purpose: str
+    as_of: datetime
+    out: Path
+    engine: str = "duckdb"
+    watermark: int | None = None
+    spark_master: str | None = None
+    kind: str = "snapshot"
+    events_dir: Path | None = None
+    lineage_url: str | None = None
+    memory_limit: str = "1GB"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    snapshot_id: str
+    path: Path
+    manifest: dict[str, Any]
+    reproduced: bool
+    """True when an identical snapshot was already registered (same manifest bytes)."""
+
+
+def build_snapshot(
+    request: BuildRequest,
+    *,
+    ledger: Ledger,
+    engine: DecisionEngine,
+    progress: ProgressFn | None = None,
+) -> BuildResult:
+    """Build (or reproduce) the snapshot that ``request`` describes."""
+    taxonomy = engine.taxonomy
+    taxonomy.purpose(request.purpose)
+    if request.engine not in ENGINES:
+        raise InputError(f"--engine: expected one of {', '.join(ENGINES)}, got {request.engine!r}")
+    if request.kind not in KINDS:
+        raise InputError(f"kind: expected one of {', '.join(KINDS)}, got {request.kind!r}")
+    as_of = ensure_utc(request.as_of, field="--as-of")
+    head, _ = ledger.head()
+    watermark = head if request.watermark is None else request.watermark
+    if not 0 <= watermark <= head:
+        raise InputError(
+            f"--watermark: expected a seq between 0 and the ledger's head {head}, got {watermark}"
+        )
+    dataset = open_dataset(request.data)
+    out = request.out
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out)
+
+    policy = engine.timeline.in_force(as_of)
+    where = ledger.engine.url.render_as_string(hide_password=True)
+    emitter = ol.LineageEmitter(
+        ol.lineage_client(out, request.lineage_url),
+        job_name=f"{request.kind}.{request.purpose}",
+        inputs=[
+            ol.ol_input(dataset.root / "records"),
+            *([] if dataset.members is None else [ol.ol_input(dataset.members.path)]),
+            ol.ledger_dataset(where),
+        ],
+    )
+    facet = ol.run_facet(purpose=request.purpose, policy=policy, as_of=as_of, watermark=watermark)
+    emitter.emit(RunState.START, facet)
+    work = out / f".{request.kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
+    work.mkdir()
+    try:
+        result = _build(request, dataset, ledger, engine, as_of, watermark, work, progress)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(Exception):  # the failure being reported matters more
+            emitter.emit(RunState.FAIL, facet)
+        raise
+    facet = ol.run_facet(
+        purpose=request.purpose,
+        policy=policy,
+        as_of=as_of,
+        watermark=watermark,
+        snapshot_id=result.snapshot_id,
+    )
+    emitter.emit(RunState.COMPLETE, facet, outputs=[ol.ol_output(result.path)])
+    return result
+
+
+def _build(
+    request: BuildRequest,
+    dataset: Dataset,
+    ledger: Ledger,
+    engine: DecisionEngine,
+    as_of: datetime,
+    watermark: int,
+    work: Path,
+    progress: ProgressFn | None,
+) -> BuildResult:
+    def report(phase: str, total: int | None) -> Callable[[int], None]:
+        return lambda done: progress(phase, done, total) if progress is not None else None
+
+    mirror = EventMirror(ledger, request.events_dir or default_mirror_dir(where_of(ledger)))
+    events = mirror.sync(watermark, progress=report("mirror", None))
+    con = duckdb.connect()
+    try:
+        scratch = work / "_scratch"
+        scratch.mkdir()
+        con.execute(f"SET temp_directory = '{scratch}'")
+        con.execute(f"SET memory_limit = '{request.memory_limit}'")
+        check_values(con, dataset)
+        report("eligibility", None)(0)
+        eligibility = compute_eligibility(
+            con,
+            ledger=ledger,
+            engine=engine,
+            events=events,
+            purpose=request.purpose,
+            at=as_of,
+            watermark=watermark,
+        )
+        identity = _identity(request, dataset, ledger, eligibility, watermark)
+        snapshot_id = f"{request.purpose}-{as_of:%Y%m%dT%H%M%SZ}-{identity['digest'][:12]}"
+        enforcer = _engine(request, con, work)
+        output = enforcer.run(
+            Job(dataset=dataset, at_us=to_micros(as_of), eligibility=work / "_eligibility", out=work),
+            report("records", dataset.rows),
+        )
+        rules = {
+            (int(c), str(cat)): (bool(a), str(r), str(lr))
+            for c, cat, a, r, lr in con.execute("SELECT * FROM rules").fetchall()
+        }
+        counts = tally(output.groups, rules, eligibility, frozenset(engine.taxonomy.categories))
+        members_path = work / "members.parquet"
+        lineage = con.execute(
+            f"SELECT count(DISTINCT member_id), count(*) FROM read_parquet('{members_path}')"
+        ).fetchone()
+        assert lineage is not None
+    finally:
+        con.close()
+    shutil.rmtree(work / "_scratch", ignore_errors=True)
+    shutil.rmtree(work / "_eligibility", ignore_errors=True)
+    if counts.records_in != dataset.rows:
+        raise InputError(
+            f"{dataset.root}: the engine counted {counts.records_in} records, the files hold {dataset.rows}"
+        )
+    outputs = [
+        file_entry(f, work, pq.ParquetFile(f).metadata.num_rows, file_sha256(f)) for f in output.record_files
+    ]
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "snapshot_id": snapshot_id,
+        "kind": request.kind,
+        "purpose": request.purpose,
+        "as_of": format_instant(as_of),
+        **{k: v for k, v in identity.items() if k != "digest"},
+        "engine": request.engine,
+        "tool_version": __version__,
+        "member_classes": len(eligibility.classes),
+        "counts": {**counts.to_dict(), "members_included": int(lineage[0])},
+        "outputs": {
+            "records": outputs,
+            "members": file_entry(members_path, work, int(lineage[1]), file_sha256(members_path)),
+        },
+    }
+    body = canonical_json(manifest)
+    (work / "manifest.json").write_bytes(body)
+    _fsync_tree(work)
+    return _publish(request, ledger, manifest, body, work, snapshot_id, eligibility)
+
+
+def where_of(ledger: Ledger) -> str:
+    return ledger.engine.url.render_as_string(hide_password=False)
+
+
+def _identity(
+    request: BuildRequest, dataset: Dataset, ledger: Ledger, eligibility: Eligibility, watermark: int
+) -> dict[str, Any]:
+    policy = eligibility.policy
+    identity: dict[str, Any] = {
+        "ledger": {
+            "watermark": watermark,
+            "hash_at_watermark": ledger.hash_at(watermark) if watermark else None,
+        },
+        "policy": None
+        if policy is None
+        else {"id": policy.id, "version": policy.version, "hash": policy.content_hash()},
+        "governing_settings": list(eligibility.governing),
+        "inputs": {
+            "records": [f.to_dict(dataset.root) for f in dataset.records],
+            "members": None if dataset.members is None else dataset.members.to_dict(dataset.root),
+        },
+    }
+    seed = {
+        **identity,
+        "kind": request.kind,
+        "purpose": request.purpose,
+        "as_of": format_instant(request.as_of),
+    }
+    seed["engine"] = request.engine
+    identity["digest"] = hashlib.sha256(canonical_json(seed)).hexdigest()
+    return identity
+
+
+def _engine(request: BuildRequest, con: duckdb.DuckDBPyConnection, work: Path) -> SnapshotEngine:
+    if request.engine == "duckdb":
+        return DuckDBEngine(con)
+    try:
+        from consentgate.snapshots.engines.spark_engine import SparkEngine
+    except ImportError:
+        raise InputError("--engine spark needs PySpark: pip install 'consentgate[spark]'") from None
+    folder = work / "_eligibility"
+    folder.mkdir()
+    con.execute(
+        f"COPY (SELECT * FROM member_class ORDER BY member_id) TO '{folder / 'member_class.parquet'}'"
+    )
+    con.execute(f"COPY (SELECT * FROM rules ORDER BY class_id, category) TO '{folder / 'rules.parquet'}'")
+    return SparkEngine(master=request.spark_master)
+
+
+def _publish(
+    request: BuildRequest,
+    ledger: Ledger,
+    manifest: dict[str, Any],
+    body: bytes,
+    work: Path,
+    snapshot_id: str,
+    eligibility: Eligibility,
+) -> BuildResult:
+    registry = Registry(ledger)
+    final = request.out / snapshot_id
+    sha = hashlib.sha256(body).hexdigest()
+    existing = registry.get(snapshot_id)
+    if existing is not None:
+        if existing.manifest_sha256 != sha:
+            raise ConflictError(
+                f"snapshot {snapshot_id} is registered with another manifest"
+                f" ({existing.manifest_sha256[:12]}…, now {sha[:12]}…): the build is not reproducible;"
+                " nothing published"
+            )
+        if final.exists():
+            shutil.rmtree(work)
+        else:
+            work.rename(final)
+            if not existing.path.exists():
+                registry.move(snapshot_id, final)
+        return BuildResult(snapshot_id, final, manifest, reproduced=True)
+    if final.exists():
+        if (final / "manifest.json").is_file() and file_sha256(final / "manifest.json") == sha:
+            shutil.rmtree(work)  # published earlier, registration lost: register what is there
+        else:
+            raise ConflictError(f"{final} exists and is not snapshot {snapshot_id}; nothing published")
+    entry = SnapshotEntry(
+        snapshot_id=snapshot_id,
+        kind=request.kind,
+        purpose=request.purpose,
+        as_of=ensure_utc(request.as_of),
+        watermark=int(manifest["ledger"]["watermark"]),
+        policy_ref=None if eligibility.policy is None else eligibility.policy.ref,
+        engine=request.engine,
+        records=int(manifest["counts"]["records_included"]),
+        members=int(manifest["counts"]["members_included"]),
+        manifest_sha256=sha,
+        path=final.resolve(),
+        registered_at=now_utc(),
+    )
+
+    def publish() -> None:
+        if not final.exists():
+            work.rename(final)
+
+    try:
+        registry.register(entry, publish=publish)
+    except Exception as exc:
+        if final.exists() and not work.exists():
+            final.rename(work)
+        shutil.rmtree(work, ignore_errors=True)
+        raise InputError(f"registering {snapshot_id} failed, nothing published: {one_line(exc)}") from exc
+    return BuildResult(snapshot_id, final, manifest, reproduced=False)
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Remove unpublished folders of builds whose process is gone (killed or crashed)."""
+    for folder in out.glob(".*.partial"):
+        try:
+            pid = int(folder.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            continue  # another user's live process
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Data before name: the rename that publishes must not expose files still in the page cache."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for directory in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

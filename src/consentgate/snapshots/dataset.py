@@ -1,0 +1,208 @@
+"""The network dataset a build reads (DESIGN §6), checked before anything is computed.
+
+``DIR/records/*.parquet``: ``record_id`` (int64 or string, unique), ``member_id`` (integer),
+``category`` (string), ``created_at`` (timestamp, UTC), any payload columns; every file with the
+same columns and types. ``DIR/members.parquet`` (optional for a build, which reads member facts
+from the ledger): ``member_id, country, birth_date, believed_minor``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from consentgate.exceptions import InputError
+
+MEMBER_COLUMNS = ("member_id", "country", "birth_date", "believed_minor")
+REQUIRED = ("record_id", "member_id", "category", "created_at")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    rows: int
+    bytes: int
+    fingerprint: str
+
+    def to_dict(self, root: Path) -> dict[str, Any]:
+        return {
+            "file": self.path.relative_to(root).as_posix(),
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "fingerprint": self.fingerprint,
+        }
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    records: list[InputFile]
+    schema: pa.Schema
+    members: InputFile | None
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.records)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema.names)
+
+
+def fingerprint(path: Path, metadata: pq.FileMetaData) -> str:
+    """sha256 of the file's size and Parquet footer (schema, row groups, offsets, statistics).
+
+    Hashing whole inputs would cost more than the build; the footer changes with any rewrite.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(0, size - 8))
+        tail = handle.read(8)
+        footer_len = int.from_bytes(tail[:4], "little") if len(tail) == 8 else 0
+        handle.seek(max(0, size - 8 - footer_len))
+        footer = handle.read(footer_len + 8)
+    digest = hashlib.sha256(f"{size}:{metadata.num_rows}:".encode())
+    digest.update(footer)
+    return digest.hexdigest()
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+
+
+def _expect(path: Path, schema: pa.Schema, column: str, ok: bool, expected: str) -> None:
+    if not ok:
+        raise InputError(f"{path}: column {column!r}: expected {expected}, got {schema.field(column).type}")
+
+
+def _check_record_schema(path: Path, schema: pa.Schema) -> None:
+    missing = [c for c in REQUIRED if c not in schema.names]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(missing)} (records need {', '.join(REQUIRED)})"
+        )
+    if len(set(schema.names)) != len(schema.names):
+        raise InputError(f"{path}: duplicate column names")
+    types = pa.types
+    rid = schema.field("record_id").type
+    _expect(path, schema, "record_id", types.is_integer(rid) or types.is_string(rid), "int64 or string")
+    _expect(path, schema, "member_id", types.is_integer(schema.field("member_id").type), "an integer (int64)")
+    cat = schema.field("category").type
+    _expect(path, schema, "category", types.is_string(cat) or types.is_large_string(cat), "a string")
+    created = schema.field("created_at").type
+    _expect(
+        path,
+        schema,
+        "created_at",
+        types.is_timestamp(created) and created.tz in ("UTC", "+00:00", "Etc/UTC"),
+        "a timestamp with time zone UTC",
+    )
+
+
+def _null_counts(path: Path, metadata: pq.FileMetaData, columns: tuple[str, ...]) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    names = [metadata.schema.column(i).name for i in range(metadata.num_columns)]
+    for column in columns:
+        index = names.index(column)
+        total: int | None = 0
+        for rg in range(metadata.num_row_groups):
+            stats = metadata.row_group(rg).column(index).statistics
+            if stats is None or not stats.has_null_count:
+                total = None
+                break
+            assert total is not None
+            total += stats.null_count
+        out[column] = total
+    return out
+
+
+def open_dataset(root: Path) -> Dataset:
+    """Check the folder's files and schemas (not yet the values); raises InputError naming the file."""
+    if not root.is_dir():
+        raise InputError(f"--data: {root} is not a folder")
+    files = sorted((root / "records").glob("*.parquet"))
+    if not files:
+        raise InputError(f"--data: no records in {root / 'records'} (expected records/*.parquet)")
+    records: list[InputFile] = []
+    first_schema: pa.Schema | None = None
+    for path in files:
+        parquet = _open(path)
+        schema = parquet.schema_arrow
+        _check_record_schema(path, schema)
+        if first_schema is None:
+            first_schema = schema
+        elif not schema.remove_metadata().equals(first_schema.remove_metadata()):
+            extra = sorted(set(schema.names) - set(first_schema.names))
+            lacking = sorted(set(first_schema.names) - set(schema.names))
+            detail = (
+                f"extra column(s) {', '.join(extra)}"
+                if extra
+                else f"missing column(s) {', '.join(lacking)}"
+                if lacking
+                else "column types differ: "
+                + ", ".join(
+                    f"{n} is {schema.field(n).type}, not {first_schema.field(n).type}"
+                    for n in schema.names
+                    if schema.field(n).type != first_schema.field(n).type
+                )
+            )
+            raise InputError(f"{path}: columns differ from {files[0].name}: {detail}")
+        nulls = _null_counts(path, parquet.metadata, ("record_id", "member_id", "created_at"))
+        for column, count in nulls.items():
+            if count:
+                raise InputError(f"{path}: column {column!r}: {count} row(s) without a value")
+        records.append(
+            InputFile(
+                path, parquet.metadata.num_rows, path.stat().st_size, fingerprint(path, parquet.metadata)
+            )
+        )
+    assert first_schema is not None
+    return Dataset(root, records, first_schema, _members_file(root / "members.parquet"))
+
+
+def _members_file(path: Path) -> InputFile | None:
+    if not path.exists():
+        return None
+    parquet = _open(path)
+    names = parquet.schema_arrow.names
+    if sorted(names) != sorted(MEMBER_COLUMNS):
+        missing = sorted(set(MEMBER_COLUMNS) - set(names))
+        extra = sorted(set(names) - set(MEMBER_COLUMNS))
+        problems = [
+            f"missing {', '.join(missing)}" if missing else "",
+            f"extra {', '.join(extra)}" if extra else "",
+        ]
+        raise InputError(
+            f"{path}: expected columns {', '.join(MEMBER_COLUMNS)}; " + "; ".join(p for p in problems if p)
+        )
+    return InputFile(
+        path, parquet.metadata.num_rows, path.stat().st_size, fingerprint(path, parquet.metadata)
+    )
+
+
+def check_values(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
+    """Values no schema can check: unique record ids, and no nulls where statistics were silent."""
+    files = ", ".join(repr(str(f.path)) for f in dataset.records)
+    duplicate = con.execute(
+        f"SELECT record_id FROM read_parquet([{files}]) GROUP BY record_id HAVING count(*) > 1 LIMIT 1"
+    ).fetchone()
+    if duplicate is None:
+        return
+    where = con.execute(
+        f"SELECT DISTINCT filename FROM read_parquet([{files}], filename = true) WHERE record_id = $1"
+        " ORDER BY filename",
+        [duplicate[0]],
+    ).fetchall()
+    raise InputError(
+        f"{', '.join(str(w[0]) for w in where)}: column 'record_id': duplicate value {duplicate[0]!r}"
+        " (record ids must be unique across all record files)"
+    )

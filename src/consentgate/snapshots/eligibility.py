@@ -1,0 +1,251 @@
+"""Eligibility as of (T, W): the relation member → allowed categories, computed once per build.
+
+The bulk path must never drift from ``decide()``. So it does not re-implement the rules in SQL:
+DuckDB only sorts members into *classes* of identical decision inputs (known, region, age status,
+the purpose's governing settings, the outcomes of objections covering the purpose), and the one
+policy engine decides every (class, category) pair on the real ledger state of a representative
+member of the class. Every member of a class gets exactly the decision its representative got, and
+a test compares the bulk result with ``decide()`` record by record.
+
+Class 0 is the unknown member (not registered as of T); the category ``?`` stands for every
+category the taxonomy does not know.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from consentgate.decisions.engine import DecisionEngine, member_state
+from consentgate.decisions.reasons import Decision
+from consentgate.ledger.events import EventKind, LedgerEvent
+from consentgate.ledger.state import MemberState, objections_from
+from consentgate.ledger.store import Ledger
+from consentgate.policy.models import Policy
+from consentgate.timeutil import to_micros
+
+UNKNOWN_CATEGORY = "?"
+UNKNOWN_MEMBER_CLASS = 0
+RULES_SCHEMA = pa.schema(
+    [
+        ("class_id", pa.int32()),
+        ("category", pa.string()),
+        ("allowed", pa.bool_()),
+        ("reason", pa.string()),
+        ("late_reason", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class MemberClass:
+    class_id: int
+    signature: str
+    region: str | None
+    members: int
+    representative: int | None
+
+
+@dataclass
+class Eligibility:
+    """The relation, held as two tables in the build's DuckDB connection.
+
+    ``member_class(member_id BIGINT, class_id INTEGER)`` and ``rules`` (see RULES_SCHEMA): a record
+    is eligible iff its member's class allows its category and it was created by T.
+    """
+
+    purpose: str
+    at: datetime
+    watermark: int
+    policy: Policy | None
+    governing: tuple[str, ...]
+    classes: list[MemberClass]
+
+    def region_of_class(self) -> dict[int, str | None]:
+        return {c.class_id: c.region for c in self.classes}
+
+
+def governing_settings(policy: Policy | None, purpose: str) -> tuple[str, ...]:
+    """Every setting that controls ``purpose`` in some region of ``policy``, sorted."""
+    if policy is None or purpose not in policy.purposes:
+        return ()
+    keys = {key for rule in policy.purposes[purpose].regions.values() for key in rule.controlled_by}
+    return tuple(sorted(keys))
+
+
+def _objection_signatures(ledger: Ledger, purpose: str, at: datetime, watermark: int) -> pa.Table:
+    """member_id → the outcomes (as of T) of that member's objections covering ``purpose``."""
+    at_us = to_micros(at)
+    by_member: dict[int, list[LedgerEvent]] = defaultdict(list)
+    for event in ledger.objection_events():
+        if event.seq <= watermark and event.effective_at <= at_us:
+            by_member[event.member_id].append(event)
+    members: list[int] = []
+    outcomes: list[str] = []
+    for member_id, events in sorted(by_member.items()):
+        covering = sorted(str(s.outcome) for s in objections_from(events).values() if s.covers(purpose))
+        if covering:
+            members.append(member_id)
+            outcomes.append(",".join(covering))
+    return pa.table(
+        {"member_id": pa.array(members, pa.int64()), "objections": pa.array(outcomes, pa.string())}
+    )
+
+
+def _signature_sql(events: list[Path], governing: tuple[str, ...], at: datetime, watermark: int) -> str:
+    setting_list = ", ".join(f"'{key}'" for key in governing) or "NULL"
+    source = (
+        f"read_parquet([{', '.join(repr(str(p)) for p in events)}])"
+        if events
+        else "(SELECT NULL::BIGINT seq, NULL::BIGINT member_id, NULL kind, NULL key, NULL value,"
+        " NULL::BIGINT effective_at WHERE false)"
+    )
+    settings = (
+        "concat_ws('|', "
+        + ", ".join(
+            f"coalesce(max(value) FILTER (WHERE kind = '{EventKind.setting_changed}' AND key = '{key}'), '-')"
+            for key in governing
+        )
+        + ")"
+        if governing
+        else "''"
+    )
+    # The age test mirrors ledger.state.is_minor_on: 29 February births turn 18 on 1 March.
+    return f"""
+    WITH latest AS (
+      SELECT member_id, kind, key, arg_max(value, {{'e': effective_at, 's': seq}}) AS value
+      FROM {source}
+      WHERE seq <= {int(watermark)} AND effective_at <= {to_micros(at)}
+        AND (kind IN ('{EventKind.member_registered}', '{EventKind.member_fact}')
+             OR (kind = '{EventKind.setting_changed}' AND key IN ({setting_list})))
+      GROUP BY member_id, kind, key
+    ), facts AS (
+      SELECT member_id,
+        max(value) FILTER (WHERE kind = '{EventKind.member_registered}') AS registered,
+        upper(trim(max(value) FILTER (WHERE kind = '{EventKind.member_fact}' AND key = 'country')))
+          AS country,
+        TRY_CAST(nullif(max(value) FILTER (WHERE kind = '{EventKind.member_fact}' AND key = 'birth_date'), '')
+                 AS DATE) AS birth,
+        nullif(max(value) FILTER (WHERE kind = '{EventKind.member_fact}' AND key = 'believed_minor'), '')
+          AS believed_minor
+        , {settings} AS settings_sig
+      FROM latest GROUP BY member_id
+    )
+    SELECT f.member_id, r.region,
+      CASE
+        WHEN birth IS NOT NULL AND DATE '{at.date().isoformat()}' < (
+          CASE WHEN month(birth) = 2 AND day(birth) = 29 AND NOT ((year(birth) + 18) % 4 = 0
+                 AND ((year(birth) + 18) % 100 <> 0 OR (year(birth) + 18) % 400 = 0))
+               THEN make_date(year(birth) + 18, 3, 1)
+               ELSE make_date(year(birth) + 18, month(birth), day(birth)) END) THEN 'minor'
+        WHEN believed_minor = 'true' THEN 'believed_minor'
+        WHEN birth IS NULL AND believed_minor IS NULL THEN 'age_unknown'
+        ELSE 'adult' END AS age,
+      coalesce(settings_sig, '') AS settings_sig
+    FROM facts f LEFT JOIN country_region r ON r.country = f.country
+    WHERE f.registered = 'true'
+    """
+
+
+def _first_denial(decision: Decision) -> str:
+    return next((str(r.code) for r in decision.reasons if r.denies), "")
+
+
+def compute_eligibility(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    ledger: Ledger,
+    engine: DecisionEngine,
+    events: list[Path],
+    purpose: str,
+    at: datetime,
+    watermark: int,
+) -> Eligibility:
+    """Create ``member_class`` and ``rules`` in ``con`` for ``purpose`` as of (``at``, ``watermark``)."""
+    taxonomy = engine.taxonomy
+    policy = engine.timeline.in_force(at)
+    governing = governing_settings(policy, purpose)
+    countries = sorted(taxonomy.assigned_countries)
+    con.register(
+        "country_region_src",
+        pa.table({"country": countries, "region": [taxonomy.region_of(c) for c in countries]}),
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE country_region AS SELECT * FROM country_region_src")
+    con.register("objections_src", _objection_signatures(ledger, purpose, at, watermark))
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE member_sig AS
+        SELECT s.member_id, s.region,
+               concat_ws('/', coalesce(s.region, '?'), s.age, s.settings_sig, coalesce(o.objections, ''))
+                 AS sig
+        FROM ({_signature_sql(events, governing, at, watermark)}) s
+        LEFT JOIN objections_src o USING (member_id)"""
+    )
+    rows = con.execute(
+        "SELECT sig, any_value(region), min(member_id), count(*) FROM member_sig GROUP BY sig ORDER BY sig"
+    ).fetchall()
+    classes = [MemberClass(UNKNOWN_MEMBER_CLASS, "unknown member", None, 0, None)]
+    classes += [
+        MemberClass(i, str(sig), region, int(n), int(rep))
+        for i, (sig, region, rep, n) in enumerate(rows, start=1)
+    ]
+    con.register(
+        "classes_src",
+        pa.table(
+            {
+                "sig": pa.array([c.signature for c in classes[1:]], pa.string()),
+                "class_id": pa.array([c.class_id for c in classes[1:]], pa.int32()),
+            }
+        ),
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE member_class AS
+        SELECT m.member_id, c.class_id FROM member_sig m JOIN classes_src c USING (sig)"""
+    )
+    con.register("rules_src", _rules(ledger, engine, classes, purpose, at, watermark))
+    con.execute("CREATE OR REPLACE TEMP TABLE rules AS SELECT * FROM rules_src")
+    for name in ("country_region_src", "objections_src", "classes_src", "rules_src"):
+        con.unregister(name)
+    con.execute("DROP TABLE member_sig")
+    return Eligibility(purpose, at, watermark, policy, governing, classes)
+
+
+def _rules(
+    ledger: Ledger,
+    engine: DecisionEngine,
+    classes: list[MemberClass],
+    purpose: str,
+    at: datetime,
+    watermark: int,
+) -> pa.Table:
+    """Decide every (class, category) pair on the representative's real state, on time and late."""
+    late = at + timedelta(microseconds=1)
+    categories = [*sorted(engine.taxonomy.categories), UNKNOWN_CATEGORY]
+    columns: dict[str, list[object]] = {name: [] for name in RULES_SCHEMA.names}
+    for member_class in classes:
+        state = (
+            MemberState(member_id=0, at=at, watermark=watermark)
+            if member_class.representative is None
+            else member_state(ledger, member_class.representative, at, watermark)
+        )
+        for category in categories:
+            decision = engine.decide_state(state, category, purpose)
+            columns["class_id"].append(member_class.class_id)
+            columns["category"].append(category)
+            columns["allowed"].append(decision.allowed)
+            columns["reason"].append(_first_denial(decision))
+            columns["late_reason"].append(
+                _first_denial(engine.decide_state(state, category, purpose, created_at=late))
+            )
+    return pa.table(columns, schema=RULES_SCHEMA)
+
+
+def rules_as_json(con: duckdb.DuckDBPyConnection) -> str:
+    """The rules table as canonical JSON (for debugging and the build's work folder)."""
+    rows = con.execute("SELECT * FROM rules ORDER BY class_id, category").fetchall()
+    return json.dumps([list(r) for r in rows])
