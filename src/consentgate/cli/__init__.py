@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from consentgate import __version__
-from consentgate.cli import audit, decisions, demo, ledger, objections, policy, snapshots, taxonomy
+from consentgate.cli import audit, decisions, demo, ledger, objections, policy, snapshots, synth, taxonomy
 from consentgate.cli.context import Context, err_console
 from consentgate.exceptions import ConsentgateError
 from consentgate.ledger.database import DEFAULT_URL
@@ -31,6 +31,7 @@ app.add_typer(audit.app, name="audit")
 app.command("init")(ledger.init)
 app.command("explain")(decisions.explain)
 app.command("demo")(demo.demo)
+app.command("synth")(synth.synth)
 app.add_typer(snapshots.snapshot_app, name="snapshot")
 app.add_typer(snapshots.model_app, name="model")
 app.add_typer(snapshots.lineage_app, name="lineage")

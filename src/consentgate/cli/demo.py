@@ -10,9 +10,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from consentgate.cli.context import console, ctx
+from consentgate.cli.context import Context, console, ctx
 from consentgate.decisions import Decision
 from consentgate.demo import DATES, PERSONAS, decision_grid, load_population
+from consentgate.demo_network import MODEL, run_tour
 from consentgate.ledger.store import Ledger
 from consentgate.policy import diff_policies
 
@@ -34,6 +35,57 @@ def _cell(decision: Decision) -> str:
     return "no: " + ", ".join(str(r.code) for r in decision.denials)
 
 
+def _snapshots(context: Context, ledger: Ledger, folder: Path, *, members: int, records: int) -> None:
+    console.rule("training snapshots")
+    with console.status(f"synthesising a network of {members:,} members and {records:,} records ..."):
+        tour = run_tour(ledger, context.engine, folder, members=members, records=records)
+    net = tour.network
+    console.print(
+        f"network: {net.members:,} members, {net.records:,} records (+ {5 * len(PERSONAS)} of the named "
+        f"members), {net.events_appended:,} consent events, {net.objections} objections"
+    )
+    for built in tour.snapshots:
+        counts = built.manifest["counts"]
+        console.print(
+            f"snapshot {built.snapshot_id}: {counts['records_included']:,} of {counts['records_in']:,} "
+            f"records, {counts['members_included']:,} members"
+        )
+    dates = [s.manifest["as_of"][:10] for s in tour.snapshots]
+    regions = Table(
+        "region",
+        *(f"included {d}" for d in dates),
+        "change",
+        title="gen-AI training data by region",
+        title_justify="left",
+    )
+    for region, values in tour.by_region():
+        regions.add_row(region, *(f"{v:,}" for v in values), f"{values[-1] - values[0]:+,}")
+    console.print(regions)
+    reasons = Table(
+        "reason",
+        *(f"excluded {d}" for d in dates),
+        "change",
+        title="excluded records by reason",
+        title_justify="left",
+    )
+    for reason, values in tour.by_reason():
+        reasons.add_row(reason, *(f"{v:,}" for v in values), f"{values[-1] - values[0]:+,}")
+    console.print(reasons)
+    kinds = tour.debt_kinds()
+    console.print(
+        f"model {MODEL} trained on {tour.snapshots[-1].snapshot_id}: objection debt of {len(tour.debts):,} "
+        f"members ({kinds.get('setting_off', 0):,} switched gen-AI off later, {kinds.get('objection', 0):,} "
+        "objected later). Their data is in the model; the opt-out acts only on future builds."
+    )
+    named = {p.member_id: p for p in PERSONAS}
+    for debt in tour.debts:
+        if debt.member_id in named:
+            p = named[debt.member_id]
+            console.print(
+                f"  e.g. {p.member_id} {p.name}: {debt.what} {debt.detail} on {debt.effective_at:%Y-%m-%d}"
+            )
+
+
 def demo(
     typer_ctx: typer.Context,
     db: Annotated[
@@ -41,6 +93,10 @@ def demo(
         typer.Option("--db", help="Ledger to fill (default: a new SQLite file in a temporary folder)."),
     ] = None,
     crowd: Annotated[int, typer.Option(help="How many generated members besides the named ones.")] = 2000,
+    network_members: Annotated[int, typer.Option(help="Members of the synthetic network.")] = 20_000,
+    records: Annotated[
+        int, typer.Option(help="Records of the synthetic network (0: no snapshots).")
+    ] = 200_000,
 ) -> None:
     """Show the regime at work: who may be used for what, and why, before and after 2025-11-03."""
     context = ctx(typer_ctx)
@@ -100,6 +156,9 @@ def demo(
     for change in changes[:5]:
         console.print(f"  {change.describe()}")
 
+    if records > 0:
+        _snapshots(context, ledger, folder, members=network_members, records=records)
+
     report = ledger.verify()
     console.print(
         f"\naudit: hash chain {'intact' if report.ok else 'BROKEN: ' + str(report.problem)} "
@@ -113,5 +172,17 @@ def demo(
         f"{cli} --db {url} member show 1007 --at 2025-12-01",
         f"{cli} --db {url} objection list --at 2025-11-05",
         f"{cli} --db {url} audit verify",
+        *(
+            [
+                f"{cli} --db {url} snapshot list",
+                f"{cli} --db {url} lineage member 1003",
+                f"{cli} --db {url} lineage debt --model {MODEL}",
+                f"{cli} --db {url} snapshot build --data {folder / 'network'} "
+                f"--purpose ads.affiliate_sharing --as-of 2025-12-01 --out {folder / 'snapshots'}"
+                "  (with consentgate[spark] installed, add --engine spark)",
+            ]
+            if records > 0
+            else []
+        ),
     ):
         console.print(f"  {line}", soft_wrap=True)

@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from consentgate.cli.context import console, ctx, instant, print_json
 from consentgate.exceptions import InputError
@@ -199,19 +198,13 @@ def list_snapshots(
     if as_json:
         print_json([e.to_dict() for e in entries])
         return
-    table = Table("snapshot", "kind", "as of", "watermark", "policy", "engine", "records", "members")
+    if not entries:
+        console.print("no snapshots registered")
     for e in entries:
-        table.add_row(
-            e.snapshot_id,
-            e.kind,
-            format_instant(e.as_of),
-            str(e.watermark),
-            e.policy_ref or "-",
-            e.engine,
-            f"{e.records:,}",
-            f"{e.members:,}",
+        console.print(
+            f"{e.snapshot_id}  {e.kind}  as of {format_instant(e.as_of)}  watermark {e.watermark}  "
+            f"{e.policy_ref or 'no policy'}  {e.engine}  {e.records:,} records  {e.members:,} members"
         )
-    console.print(table if entries else "no snapshots registered")
 
 
 @snapshot_app.command("show")
