@@ -413,9 +413,11 @@ class Ledger:
         if reference is not None:
             sql += f" AND key = {self._param}"
             params.append(reference)
-        sql += " ORDER BY seq"
+        # Sorted here, not by the database: with ORDER BY seq SQLite's planner prefers a full scan
+        # in rowid order over the partial objection index (seen: 0.6 s instead of ms on 1.7M events).
         with self.engine.connect() as conn:
-            return [LedgerEvent(*row) for row in self._raw_query(conn, sql, params)]
+            rows = self._raw_query(conn, sql, params)
+        return sorted((LedgerEvent(*row) for row in rows), key=lambda e: e.seq)
 
     def iter_events(self, *, watermark: int | None = None, batch: int = 20_000) -> Iterator[LedgerEvent]:
         """All events in seq order, streamed in batches (keyset pagination)."""

@@ -13,9 +13,10 @@ import contextlib
 import hashlib
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ class BuildResult:
     manifest: dict[str, Any]
     reproduced: bool
     """True when an identical snapshot was already registered (same manifest bytes)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per phase (for benchmarks and the CLI; not part of the manifest)."""
 
 
 def build_snapshot(
@@ -138,11 +141,20 @@ def _build(
     work: Path,
     progress: ProgressFn | None,
 ) -> BuildResult:
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(phase: str) -> None:
+        now = time.perf_counter()
+        timings[phase] = timings.get(phase, 0.0) + now - clock[0]
+        clock[0] = now
+
     def report(phase: str, total: int | None) -> Callable[[int], None]:
         return lambda done: progress(phase, done, total) if progress is not None else None
 
     mirror = EventMirror(ledger, request.events_dir or default_mirror_dir(where_of(ledger)))
     events = mirror.sync(watermark, progress=report("mirror", None))
+    lap("mirror")
     con = duckdb.connect()
     try:
         scratch = work / "_scratch"
@@ -150,6 +162,7 @@ def _build(
         con.execute(f"SET temp_directory = '{scratch}'")
         con.execute(f"SET memory_limit = '{request.memory_limit}'")
         check_values(con, dataset)
+        lap("check_values")
         report("eligibility", None)(0)
         eligibility = compute_eligibility(
             con,
@@ -160,6 +173,7 @@ def _build(
             at=as_of,
             watermark=watermark,
         )
+        lap("eligibility")
         identity = _identity(request, dataset, ledger, eligibility, watermark)
         snapshot_id = f"{request.purpose}-{as_of:%Y%m%dT%H%M%SZ}-{identity['digest'][:12]}"
         enforcer = _engine(request, con, work)
@@ -171,6 +185,7 @@ def _build(
             (int(c), str(cat)): (bool(a), str(r), str(lr))
             for c, cat, a, r, lr in con.execute("SELECT * FROM rules").fetchall()
         }
+        lap("enforce")
         counts = tally(output.groups, rules, eligibility, frozenset(engine.taxonomy.categories))
         members_path = work / "members.parquet"
         lineage = con.execute(
@@ -206,8 +221,13 @@ def _build(
     }
     body = canonical_json(manifest)
     (work / "manifest.json").write_bytes(body)
+    lap("manifest")
     _fsync_tree(work)
-    return _publish(request, ledger, manifest, body, work, snapshot_id, eligibility)
+    lap("fsync")
+    result = _publish(request, ledger, manifest, body, work, snapshot_id, eligibility)
+    lap("publish")
+    result.timings.update(timings)
+    return result
 
 
 def where_of(ledger: Ledger) -> str:
@@ -239,6 +259,7 @@ def _identity(
         "as_of": format_instant(request.as_of),
     }
     seed["engine"] = request.engine
+    seed["tool_version"] = __version__  # a newer writer may lay out bytes differently
     identity["digest"] = hashlib.sha256(canonical_json(seed)).hexdigest()
     return identity
 

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from consentgate.decisions.engine import DecisionEngine, member_state
-from consentgate.decisions.reasons import Decision
+from consentgate.decisions.reasons import ReasonCode
 from consentgate.ledger.events import EventKind, LedgerEvent
 from consentgate.ledger.state import MemberState, objections_from
 from consentgate.ledger.store import Ledger
@@ -153,10 +153,6 @@ def _signature_sql(events: list[Path], governing: tuple[str, ...], at: datetime,
     """
 
 
-def _first_denial(decision: Decision) -> str:
-    return next((str(r.code) for r in decision.reasons if r.denies), "")
-
-
 def compute_eligibility(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -234,14 +230,20 @@ def _rules(
             else member_state(ledger, member_class.representative, at, watermark)
         )
         for category in categories:
-            decision = engine.decide_state(state, category, purpose)
+            # One decision per pair: decided as for a record created after T, the reasons are the
+            # on-time reasons plus record_after_as_of (structural failures return before that
+            # check), so both outcomes come from the same call.
+            denials = [
+                r.code
+                for r in engine.decide_state(state, category, purpose, created_at=late).reasons
+                if r.denies
+            ]
+            on_time = [code for code in denials if code is not ReasonCode.record_after_as_of]
             columns["class_id"].append(member_class.class_id)
             columns["category"].append(category)
-            columns["allowed"].append(decision.allowed)
-            columns["reason"].append(_first_denial(decision))
-            columns["late_reason"].append(
-                _first_denial(engine.decide_state(state, category, purpose, created_at=late))
-            )
+            columns["allowed"].append(not on_time)
+            columns["reason"].append(str(on_time[0]) if on_time else "")
+            columns["late_reason"].append(str(denials[0]) if denials else "")
     return pa.table(columns, schema=RULES_SCHEMA)
 
 
