@@ -1,0 +1,358 @@
+"""The DuckDB and Spark engines give the same snapshot: rows, order, types, counts and lineage.
+
+One Spark session (one JVM) serves the whole module. PySpark and Java are required: a missing one
+fails the module (CI has both), it is never skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import SparkSession
+
+from consentgate.decisions.engine import DecisionEngine
+from consentgate.ledger.events import Source
+from consentgate.ledger.store import Ledger
+from consentgate.objections import decide_objection, file_objection
+from consentgate.policy import load_timeline
+from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot
+from consentgate.snapshots.engines.spark_engine import DEFAULT_MASTER, SparkEngine, spark_session
+from consentgate.taxonomy import load_taxonomy
+from tests.conftest import FixedClock, at, register, set_setting
+
+T = "2025-11-04T00:00:00Z"
+T_OCT = "2025-10-01T00:00:00Z"
+AFTER_T = "2025-11-04T00:00:00.000001Z"
+MASTER = "local[2]"
+IMPORT = Source.import_
+SMALL_DATA = {
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
+    "spark.sql.shuffle.partitions": "2",
+}
+UNKNOWN_MEMBER = 999_999
+CATEGORIES = [
+    "profile.skills",
+    "content.posts",
+    "messages.private",
+    "ai.interactions",
+    "affiliate.engagement",
+]
+CREATED = ["2024-01-01T00:00:00Z", T_OCT, "2025-10-01T00:00:00.000001Z", T, AFTER_T]
+SCHEMA = pa.schema(
+    [
+        ("record_id", pa.int64()),
+        ("member_id", pa.int64()),
+        ("category", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("payload", pa.string()),
+        ("score", pa.float64()),
+        ("flag", pa.bool_()),
+        ("n", pa.int64()),
+        ("seen_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+# id: (country, birth_date, believed_minor)
+MEMBERS: dict[int, tuple[str, str | None, bool | None]] = {
+    1: ("DE", "1990-05-17", None),  # EEA adult
+    2: ("US", "1985-01-01", False),  # ROW adult
+    3: ("CN", "1970-07-07", None),  # CN adult
+    4: ("GB", "1979-03-03", None),
+    5: ("FR", "2007-11-04", None),  # turns 18 on the as-of day
+    6: ("FR", "2007-11-05", None),  # turns 18 the day after
+    7: ("US", "2008-02-29", None),  # 29 February birth (18 on 1 March 2026)
+    8: ("DE", "2004-02-29", None),
+    9: ("US", "1980-01-01", None),  # two changes at one instant: off, then on (seq wins)
+    10: ("DE", "1980-01-01", None),  # two changes at one instant: on, then off
+    11: ("US", "1980-01-01", None),  # opts out exactly at T
+    12: ("GB", "1980-01-01", None),  # opts out exactly at T_OCT
+    13: ("US", "1980-01-01", None),  # objection pending at T (decided after T)
+    14: ("IT", "1980-01-01", None),  # objection upheld before T
+    15: ("US", "1980-01-01", None),  # affiliate sharing off exactly at T
+    16: ("BR", "1980-01-01", None),
+    17: ("US", None, True),  # believed minor
+    18: ("IT", None, None),  # age unknown
+}
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[SparkSession]:
+    """The module's one session, with the engine's own settings (the engine's getOrCreate reuses it).
+
+    Tuned for tiny inputs on a small machine: no optimising JIT tier (the JVM starts and warms up in
+    half the time) and two shuffle partitions.
+    """
+    yield spark_session(MASTER, SMALL_DATA)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", clock=FixedClock(), initialise=True)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def decisions() -> DecisionEngine:
+    return DecisionEngine(load_taxonomy(), load_timeline([], include_builtin=True))
+
+
+def build(
+    ledger: Ledger, decisions: DecisionEngine, data: Path, out: Path, engine: str, purpose: str, as_of: str
+) -> BuildResult:
+    request = BuildRequest(
+        data=data,
+        purpose=purpose,
+        as_of=at(as_of),
+        out=out,
+        engine=engine,
+        spark_master=MASTER if engine == "spark" else None,
+        events_dir=out.parent / "events",
+    )
+    return build_snapshot(request, ledger=ledger, engine=decisions)
+
+
+def tables(result: BuildResult) -> list[pa.Table]:
+    return [pq.read_table(p) for p in sorted((result.path / "records").iterdir())]
+
+
+def types(table: pa.Table) -> list[tuple[str, pa.DataType]]:
+    return [(f.name, f.type) for f in table.schema]
+
+
+def assert_same(duck: BuildResult, spark: BuildResult, source: pa.Schema) -> None:
+    assert duck.manifest["counts"] == spark.manifest["counts"]
+    assert [(f["file"], f["rows"]) for f in duck.manifest["outputs"]["records"]] == [
+        (f["file"], f["rows"]) for f in spark.manifest["outputs"]["records"]
+    ]
+    duck_parts, spark_parts = tables(duck), tables(spark)
+    assert len(duck_parts) == len(spark_parts)
+    for d, s in zip(duck_parts, spark_parts, strict=True):
+        assert types(s) == types(d) == [(f.name, f.type) for f in source]
+        assert s.sort_by("record_id").to_pylist() == d.sort_by("record_id").to_pylist()
+    by_id = [pa.concat_tables(parts).sort_by("record_id") for parts in (duck_parts, spark_parts)]
+    assert by_id[0].to_pylist() == by_id[1].to_pylist()
+    members = [pq.read_table(r.path / "members.parquet") for r in (duck, spark)]
+    assert types(members[1]) == types(members[0])
+    assert members[1].to_pylist() == members[0].to_pylist()
+    assert sorted(p.name for p in spark.path.iterdir()) == ["manifest.json", "members.parquet", "records"]
+    assert [p.name for p in sorted((spark.path / "records").iterdir())] == [
+        f"part-{i:05d}.parquet" for i in range(len(spark_parts))
+    ]
+
+
+def assert_input_order(result: BuildResult, data: Path) -> None:
+    """Each output file holds its input file's eligible rows in the input file's order."""
+    inputs = sorted((data / "records").glob("*.parquet"))
+    for source, part in zip(inputs, tables(result), strict=True):
+        position = {rid: i for i, rid in enumerate(pq.read_table(source).column("record_id").to_pylist())}
+        order = [position[rid] for rid in part.column("record_id").to_pylist()]
+        assert order == sorted(order)
+
+
+def both(
+    ledger: Ledger, decisions: DecisionEngine, data: Path, out: Path, purpose: str, as_of: str
+) -> tuple[BuildResult, BuildResult]:
+    duck = build(ledger, decisions, data, out / "duckdb", "duckdb", purpose, as_of)
+    spark = build(ledger, decisions, data, out / "spark", "spark", purpose, as_of)
+    assert_same(duck, spark, pq.read_schema(next((data / "records").iterdir())))
+    assert_input_order(spark, data)
+    return duck, spark
+
+
+def edge_network(ledger: Ledger, root: Path) -> Path:
+    """MEMBERS with their settings and objections in the ledger; records in three files, the last all late."""
+    taxonomy = load_taxonomy()
+    for member_id, (country, birth, minor) in MEMBERS.items():
+        register(ledger, member_id, country, birth_date=birth, believed_minor=minor)
+    set_setting(ledger, 9, "genai_improvement", False, "2025-09-01T00:00:00Z")
+    set_setting(ledger, 9, "genai_improvement", True, "2025-09-01T00:00:00Z")
+    set_setting(ledger, 10, "genai_improvement", True, "2025-09-01T00:00:00Z")
+    set_setting(ledger, 10, "genai_improvement", False, "2025-09-01T00:00:00Z")
+    set_setting(ledger, 11, "genai_improvement", False, T)
+    set_setting(ledger, 12, "genai_improvement", False, T_OCT)
+    set_setting(ledger, 15, "ads_affiliate_sharing", False, T)
+    [pending] = file_objection(
+        ledger, taxonomy, member_id=13, purposes=["genai.training"], at=at("2025-10-20"), source=IMPORT
+    )
+    decide_objection(
+        ledger, reference=pending.reference, uphold=True, reason="no grounds", at=at("2025-11-10")
+    )
+    [upheld] = file_objection(
+        ledger, taxonomy, member_id=14, purposes=["genai.training"], at=at("2025-09-01"), source=IMPORT
+    )
+    decide_objection(
+        ledger, reference=upheld.reference, uphold=True, reason="no grounds", at=at("2025-09-20")
+    )
+    rows: list[dict[str, object]] = []
+    for member_id in [*MEMBERS, UNKNOWN_MEMBER]:
+        for category in [*CATEGORIES, "x.unknown"]:
+            for created in CREATED:
+                i = len(rows) + 1
+                rows.append(
+                    {
+                        "record_id": i,
+                        "member_id": member_id,
+                        "category": category,
+                        "created_at": at(created),
+                        "payload": None if i % 11 == 0 else f"m{member_id}:{category}:{i}",
+                        "score": i / 7,
+                        "flag": None if i % 5 == 0 else i % 2 == 0,
+                        "n": -i if i % 3 else None,
+                        "seen_at": None if i % 4 == 0 else at(created) - timedelta(days=i),
+                    }
+                )
+    random.Random(7).shuffle(rows)  # input order is not record_id order
+    late = [r for r in rows if r["created_at"] == at(AFTER_T)][:40]
+    rest = [r for r in rows if r not in late]
+    (root / "records").mkdir(parents=True)
+    for index, part in enumerate([rest[: len(rest) // 2], rest[len(rest) // 2 :], late]):
+        pq.write_table(pa.Table.from_pylist(part, schema=SCHEMA), root / "records" / f"p{index}.parquet")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("purpose", "as_of"),
+    [("genai.training", T), ("genai.training", T_OCT), ("ads.affiliate_sharing", T)],
+)
+def test_edge_cases_agree(
+    spark: SparkSession, ledger: Ledger, decisions: DecisionEngine, tmp_path: Path, purpose: str, as_of: str
+) -> None:
+    data = edge_network(ledger, tmp_path / "net")
+    _, result = both(ledger, decisions, data, tmp_path, purpose, as_of)
+    counts = result.manifest["counts"]
+    assert counts["records_in"] == (len(MEMBERS) + 1) * (len(CATEGORIES) + 1) * len(CREATED)
+    assert counts["records_included"] > 0
+    assert {"unknown_member", "record_after_as_of"} <= set(counts["excluded_by_reason"])
+    assert counts["unknown_categories"] == {"x.unknown": (len(MEMBERS) + 1) * len(CREATED)}
+    assert tables(result)[2].num_rows == 0  # the all-late file gives an empty, typed file
+    included = {(r["member_id"], r["created_at"]) for t in tables(result) for r in t.to_pylist()}
+    members = {m for m, _ in included}
+    assert UNKNOWN_MEMBER not in members
+    assert not any(c == at(AFTER_T) for _, c in included) if as_of == T else True
+    if purpose == "genai.training" and as_of == T:
+        assert (2, at(T)) in included  # created exactly at T: included
+        assert {5, 9} <= members  # 18 on the as-of day; the later of two simultaneous changes (on)
+        assert not {6, 10, 11, 13, 14} & members  # 18 tomorrow; off; opted out at T; objections
+    if purpose == "ads.affiliate_sharing":
+        assert 2 in members
+        assert 15 not in members  # switched off exactly at T
+
+
+def random_network(ledger: Ledger, root: Path, seed: int, purpose: str) -> None:
+    """A seeded random network: members, settings (ties included), objections, records in two files."""
+    rng = random.Random(seed)
+    taxonomy = load_taxonomy()
+    instants = [at(x) for x in (T_OCT, T, "2025-09-01", "2026-02-28", "2026-03-01", "2025-11-10")]
+    birthdays = [None, "1980-01-01", "2007-11-04", "2007-11-05", "2008-02-29", "2008-02-28", "2008-03-01"]
+    countries = ["DE", "FR", "IT", "GB", "US", "BR", "CN", "CA", "HK", "CH", "IN"]
+    keys = ["genai_improvement", "ads_affiliate_sharing", "ads_connections", "ads_interests_traits"]
+    member_ids = list(range(1, 41))
+    for member_id in member_ids:
+        birth = rng.choice(birthdays)
+        register(
+            ledger,
+            member_id,
+            rng.choice(countries),
+            birth_date=birth,
+            believed_minor=rng.choice([None, True, False]) if birth is None else None,
+        )
+        for _ in range(rng.randrange(3)):
+            change = rng.choice(instants).isoformat()
+            set_setting(ledger, member_id, rng.choice(keys), rng.random() < 0.5, change)
+        if rng.random() < 0.2:
+            [status] = file_objection(
+                ledger, taxonomy, member_id=member_id, purposes=[purpose], at=at("2025-09-15"), source=IMPORT
+            )
+            if status.decision is None and rng.random() < 0.7:  # direct marketing: upheld at once
+                when = rng.choice([instants[0], instants[1], instants[5]])
+                decide_objection(
+                    ledger, reference=status.reference, uphold=rng.random() < 0.5, reason="r", at=when
+                )
+    categories = [*sorted(taxonomy.categories), "x.unknown", None]
+    string_ids = seed % 2 == 0
+    rows = []
+    for i in range(300):
+        created = rng.choice(instants) + timedelta(microseconds=rng.choice([0, 0, -1, 1]))
+        rows.append(
+            {
+                "record_id": f"r{i:04d}" if string_ids else i * 13 % 1000,
+                "member_id": rng.choice([*member_ids, 777, 778]),
+                "category": rng.choice(categories),
+                "created_at": created,
+                "payload": f"p{rng.random()}",
+                "score": rng.random(),
+                "flag": rng.random() < 0.5,
+                "n": rng.randrange(-(2**62), 2**62),
+                "seen_at": created,
+                "day": date(2000, 1, 1) + timedelta(days=rng.randrange(9000)),
+            }
+        )
+    schema = SCHEMA.set(0, pa.field("record_id", pa.string() if string_ids else pa.int64()))
+    schema = schema.append(pa.field("day", pa.date32()))
+    (root / "records").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows[:170], schema=schema), root / "records" / "a.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[170:], schema=schema), root / "records" / "b.parquet")
+
+
+@pytest.mark.parametrize(
+    ("seed", "purpose", "as_of"),
+    [
+        (1, "genai.training", T),
+        (2, "genai.training", "2026-02-28"),  # 29 February births still minors...
+        (3, "genai.training", "2026-03-01"),  # ...and adults the next day
+        (4, "ads.affiliate_sharing", T),
+    ],
+)
+def test_random_networks_agree(
+    spark: SparkSession,
+    ledger: Ledger,
+    decisions: DecisionEngine,
+    tmp_path: Path,
+    seed: int,
+    purpose: str,
+    as_of: str,
+) -> None:
+    random_network(ledger, tmp_path / "net", seed, purpose)
+    _, result = both(ledger, decisions, tmp_path / "net", tmp_path, purpose, as_of)
+    counts = result.manifest["counts"]
+    assert counts["records_in"] == 300
+    assert 0 < counts["records_included"] < 300
+
+
+def sha256s(result: BuildResult) -> dict[str, str]:
+    files = [*sorted((result.path / "records").iterdir()), result.path / "members.parquet"]
+    return {p.relative_to(result.path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def test_spark_build_is_byte_identical(
+    spark: SparkSession, ledger: Ledger, decisions: DecisionEngine, tmp_path: Path
+) -> None:
+    data = edge_network(ledger, tmp_path / "net")
+    first = build(ledger, decisions, data, tmp_path / "a", "spark", "genai.training", T)
+    second = build(ledger, decisions, data, tmp_path / "b", "spark", "genai.training", T)
+    assert second.snapshot_id == first.snapshot_id
+    assert second.reproduced  # the registry found the same manifest bytes
+    assert sha256s(second) == sha256s(first)
+    assert (second.path / "manifest.json").read_bytes() == (first.path / "manifest.json").read_bytes()
+
+
+def test_spark_master(spark: SparkSession) -> None:
+    assert SparkEngine().master == DEFAULT_MASTER == "local[*]"
+    assert SparkEngine(MASTER).master == MASTER
+    # Every build in this module ran with --spark-master local[2] on the module's session.
+    assert spark.sparkContext.master == MASTER
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    assert spark.conf.get("spark.sql.parquet.outputTimestampType") == "TIMESTAMP_MICROS"
+
+
+def test_duckdb_keeps_input_order(ledger: Ledger, decisions: DecisionEngine, tmp_path: Path) -> None:
+    """Eligible rows leave the DuckDB engine in their input order (the join must not reorder them)."""
+    data = edge_network(ledger, tmp_path / "net")
+    assert_input_order(build(ledger, decisions, data, tmp_path / "out", "duckdb", "genai.training", T), data)
