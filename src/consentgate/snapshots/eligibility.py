@@ -106,36 +106,35 @@ def _signature_sql(events: list[Path], governing: tuple[str, ...], at: datetime,
         else "(SELECT NULL::BIGINT seq, NULL::BIGINT member_id, NULL kind, NULL key, NULL value,"
         " NULL::BIGINT effective_at WHERE false)"
     )
+    # One aggregation per member: the latest value of each key is arg_max over (effective_at, seq),
+    # packed into one HUGEINT (seq < 2^48) so the comparison is a single integer compare.
+    order = "effective_at::HUGEINT * 281474976710656 + seq"
+
+    def latest(kind: str, key: str | None = None) -> str:
+        where = f"kind = '{kind}'" + ("" if key is None else f" AND key = '{key}'")
+        return f"arg_max(value, {order}) FILTER (WHERE {where})"
+
     settings = (
         "concat_ws('|', "
-        + ", ".join(
-            f"coalesce(max(value) FILTER (WHERE kind = '{EventKind.setting_changed}' AND key = '{key}'), '-')"
-            for key in governing
-        )
+        + ", ".join(f"coalesce({latest(EventKind.setting_changed, key)}, '-')" for key in governing)
         + ")"
         if governing
         else "''"
     )
     # The age test mirrors ledger.state.is_minor_on: 29 February births turn 18 on 1 March.
     return f"""
-    WITH latest AS (
-      SELECT member_id, kind, key, arg_max(value, {{'e': effective_at, 's': seq}}) AS value
+    WITH facts AS (
+      SELECT member_id,
+        {latest(EventKind.member_registered)} AS registered,
+        upper(trim({latest(EventKind.member_fact, "country")})) AS country,
+        TRY_CAST(nullif({latest(EventKind.member_fact, "birth_date")}, '') AS DATE) AS birth,
+        nullif({latest(EventKind.member_fact, "believed_minor")}, '') AS believed_minor,
+        {settings} AS settings_sig
       FROM {source}
       WHERE seq <= {int(watermark)} AND effective_at <= {to_micros(at)}
         AND (kind IN ('{EventKind.member_registered}', '{EventKind.member_fact}')
              OR (kind = '{EventKind.setting_changed}' AND key IN ({setting_list})))
-      GROUP BY member_id, kind, key
-    ), facts AS (
-      SELECT member_id,
-        max(value) FILTER (WHERE kind = '{EventKind.member_registered}') AS registered,
-        upper(trim(max(value) FILTER (WHERE kind = '{EventKind.member_fact}' AND key = 'country')))
-          AS country,
-        TRY_CAST(nullif(max(value) FILTER (WHERE kind = '{EventKind.member_fact}' AND key = 'birth_date'), '')
-                 AS DATE) AS birth,
-        nullif(max(value) FILTER (WHERE kind = '{EventKind.member_fact}' AND key = 'believed_minor'), '')
-          AS believed_minor
-        , {settings} AS settings_sig
-      FROM latest GROUP BY member_id
+      GROUP BY member_id
     )
     SELECT f.member_id, r.region,
       CASE
