@@ -23,6 +23,10 @@ WRITE = {"consentgate_write": True}
 """Execution options for a connection that appends: on SQLite it begins with BEGIN IMMEDIATE."""
 
 
+SQLITE_MMAP_SIZE = 4 << 30
+"""Bytes of the ledger file SQLite may memory-map: reads of hot pages without system calls."""
+
+
 def normalise_url(url: str) -> str:
     """Accept a plain file path for SQLite and plain ``postgresql://`` URLs (psycopg 3 driver)."""
     if "://" not in url:
@@ -58,7 +62,7 @@ def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     # Reads through the OS page cache without copying into SQLite's own cache: decide()'s p99
     # halves on a large ledger (bench/RESULTS.md).
-    cursor.execute("PRAGMA mmap_size=4294967296")
+    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_SIZE}")
     cursor.close()
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consentgate.exceptions import IdempotencyConflict, InputError, LedgerError, LedgerNotInitialised
 from consentgate.ledger.database import (
+    SQLITE_MMAP_SIZE,
     WRITE,
     create_ledger_engine,
     migrate,
@@ -457,11 +458,17 @@ class Ledger:
             assert raw is not None
             # A named cursor streams from PostgreSQL instead of materialising the result first.
             cursor = raw.cursor(name="consentgate_rows") if self.dialect == "postgresql" else raw.cursor()
+            if self.dialect == "sqlite":
+                # A full scan through the memory map would leave the whole file resident in this
+                # process (peak RSS = database size); read it through SQLite's small page cache.
+                cursor.execute("PRAGMA mmap_size=0")
             try:
                 cursor.execute(sql, (after, upto))
                 while chunk := cursor.fetchmany(batch):
                     yield chunk
             finally:
+                if self.dialect == "sqlite":
+                    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_SIZE}")
                 cursor.close()
 
     def hash_at(self, seq: int) -> str | None:
