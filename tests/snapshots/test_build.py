@@ -37,6 +37,7 @@ SCENARIOS = [
     ("ads.affiliate_sharing", T_NEXT_DAY),
     ("ads.affiliate_sharing", "2025-10-01T00:00:00Z"),
     ("ads.personalization", T_NEXT_DAY),
+    ("ads.affiliate_data", "2025-12-01T00:00:00Z"),  # the inbound gate
 ]
 
 
