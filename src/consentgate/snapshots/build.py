@@ -190,8 +190,7 @@ def _build(
         members_path = work / "members.parquet"
         lineage = con.execute(
             f"SELECT count(DISTINCT member_id), count(*) FROM read_parquet('{members_path}')"
-        ).fetchone()
-        assert lineage is not None
+        ).fetchall()[0]
     finally:
         con.close()
     shutil.rmtree(work / "_scratch", ignore_errors=True)

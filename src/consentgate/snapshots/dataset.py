@@ -234,8 +234,7 @@ def _check_nulls_without_statistics(con: duckdb.DuckDBPyConnection, dataset: Dat
             "SELECT "
             + ", ".join(f'count(*) FILTER (WHERE "{c}" IS NULL)' for c in silent)
             + f" FROM read_parquet({str(path)!r})"
-        ).fetchone()
-        assert found is not None
+        ).fetchall()[0]
         for column, count in zip(silent, found, strict=True):
             if count:
                 raise InputError(f"{path}: column {column!r}: {count} row(s) without a value")
@@ -247,11 +246,12 @@ def check_values(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
     if _sorted_and_disjoint(dataset):
         return
     files = ", ".join(repr(str(f.path)) for f in dataset.records)
-    duplicate = con.execute(
+    duplicates = con.execute(
         f"SELECT record_id FROM read_parquet([{files}]) GROUP BY record_id HAVING count(*) > 1 LIMIT 1"
-    ).fetchone()
-    if duplicate is None:
+    ).fetchall()  # not fetchone(): DuckDB 2 keeps a fetchone() result open on the connection
+    if not duplicates:
         return
+    duplicate = duplicates[0]
     where = con.execute(
         f"SELECT DISTINCT filename FROM read_parquet([{files}], filename = true) WHERE record_id = $1"
         " ORDER BY filename",

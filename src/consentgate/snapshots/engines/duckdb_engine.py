@@ -15,9 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from consentgate.snapshots.eligibility import UNKNOWN_CATEGORY
 from consentgate.snapshots.engines.base import EngineOutput, Job, ProgressFn
 
+LINEAGE_SCHEMA = pa.schema([("member_id", pa.int64()), ("category", pa.string()), ("records", pa.int64())])
 ROW_GROUP_SIZE = 1_000_000
 
 
@@ -43,7 +48,16 @@ class DuckDBEngine:
         records.mkdir(parents=True)
         member_class = self.con.sql("SELECT member_id, class_id FROM member_class").to_arrow_table()
         rules = self.con.sql("SELECT class_id, category FROM rules WHERE allowed").to_arrow_table()
-        memory = self.con.execute("SELECT current_setting('memory_limit')").fetchone()
+        names = [
+            str(r[0])
+            for r in self.con.execute(
+                f"SELECT DISTINCT category FROM rules WHERE category <> '{UNKNOWN_CATEGORY}' ORDER BY 1"
+            ).fetchall()
+        ]
+        slots = _slots(len(names))
+        cats = pa.table({"category": names, "idx": pa.array(range(len(names)), pa.int64())})
+        # fetchall, not fetchone: DuckDB 2 keeps a fetchone() result open and refuses the next call.
+        memory = self.con.execute("SELECT current_setting('memory_limit')").fetchall()[0]
         columns = ", ".join(f"r.{_quote(c)}" for c in job.dataset.columns)
         lock = threading.Lock()
         done = [0]
@@ -61,13 +75,15 @@ class DuckDBEngine:
                     con.execute(f"SET memory_limit = '{memory[0]}'")
                 con.register("member_class_src", member_class)
                 con.register("rules_src", rules)
+                con.register("cats_src", cats)
                 con.execute("CREATE TABLE member_class AS SELECT * FROM member_class_src")
                 con.execute("CREATE TABLE rules AS SELECT * FROM rules_src")
+                con.execute("CREATE TABLE cats AS SELECT * FROM cats_src")
                 local.con = con
                 opened.append(con)
             return con
 
-        def one(index: int) -> tuple[Path, list[tuple[int, str | None, bool, int]]]:
+        def one(index: int) -> tuple[Path, list[Group]]:
             source = job.dataset.records[index]
             target = records / f"part-{index:05d}.parquet"
             con = connection()
@@ -79,17 +95,12 @@ class DuckDBEngine:
                   WHERE epoch_us(r.created_at) <= {job.at_us}
                 ) TO {_path(target)} (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE {ROW_GROUP_SIZE})"""
             )
-            groups = con.execute(
-                f"""SELECT coalesce(m.class_id, 0), r.category, epoch_us(r.created_at) > {job.at_us}, count(*)
-                FROM read_parquet({_path(source.path)}) r
-                LEFT JOIN member_class m ON m.member_id = r.member_id
-                GROUP BY ALL"""
-            ).fetchall()
+            groups = _counts(con, source.path, job.at_us, names, slots)
             with lock:
                 done[0] += source.rows
                 if progress is not None:
                     progress(done[0])
-            return target, [(int(c), cat, bool(late), int(n)) for c, cat, late, n in groups]
+            return target, groups
 
         opened: list[duckdb.DuckDBPyConnection] = []
         try:
@@ -101,11 +112,90 @@ class DuckDBEngine:
         out = EngineOutput(record_files=[target for target, _ in results])
         for _, groups in results:
             out.groups.extend(groups)
-        self.con.execute(
+        self.con.register("cats_src", cats)
+        _write_lineage(self.con, records, job.out / "members.parquet", names, slots)
+        self.con.unregister("cats_src")
+        return out
+
+
+def _slots(categories: int) -> int:
+    """A power of two above the number of categories; the last slot means "not in the taxonomy"."""
+    slots = 64
+    while slots - 1 <= categories:
+        slots *= 2
+    return slots
+
+
+Group = tuple[int, str | None, bool, int]
+
+
+def _counts(
+    con: duckdb.DuckDBPyConnection, source: Path, at_us: int, names: list[str], slots: int
+) -> list[Group]:
+    """(class, category, late, records) over one input file, grouped on one packed integer key."""
+    unknown = slots - 1
+    rows = con.execute(
+        f"""SELECT (coalesce(m.class_id, 0) * {slots} + coalesce(c.idx, {unknown})) * 2
+                   + (epoch_us(r.created_at) > {at_us})::INTEGER AS k, count(*)
+        FROM read_parquet({_path(source)}) r
+        LEFT JOIN member_class m ON m.member_id = r.member_id
+        LEFT JOIN cats c ON c.category = r.category
+        GROUP BY k"""
+    ).fetchall()
+    groups: list[Group] = []
+    has_unknown = False
+    for key, n in rows:
+        late, rest = int(key) % 2, int(key) // 2
+        class_id, idx = rest // slots, rest % slots
+        if idx == unknown:
+            has_unknown = True
+            continue
+        groups.append((class_id, names[idx], bool(late), int(n)))
+    if has_unknown:  # the manifest lists unknown categories by name: one more, narrow, query
+        rows = con.execute(
+            f"""SELECT coalesce(m.class_id, 0), r.category, epoch_us(r.created_at) > {at_us}, count(*)
+            FROM read_parquet({_path(source)}) r
+            LEFT JOIN member_class m ON m.member_id = r.member_id
+            LEFT JOIN cats c ON c.category = r.category
+            WHERE c.idx IS NULL GROUP BY ALL"""
+        ).fetchall()
+        groups.extend((int(c), cat, bool(late), int(n)) for c, cat, late, n in rows)
+    return groups
+
+
+def _write_lineage(
+    con: duckdb.DuckDBPyConnection, records: Path, target: Path, names: list[str], slots: int
+) -> None:
+    """members.parquet: (member_id, category, records) sorted, from the eligible records.
+
+    Grouping and sorting on one integer (member_id * slots + category index) costs a third of
+    grouping on (member_id, category) and sorting by the string; the key is decoded in Arrow.
+    """
+    source = f"read_parquet({_path(records / '*.parquet')})"
+    bound = con.execute(f"SELECT max(abs(member_id::BIGINT)) FROM {source}").fetchall()[0]
+    if bound[0] is None or int(bound[0]) >= (1 << 62) // slots:
+        con.execute(
             f"""COPY (
               SELECT member_id::BIGINT AS member_id, category, count(*)::BIGINT AS records
-              FROM read_parquet({_path(records / "*.parquet")})
-              GROUP BY ALL ORDER BY member_id, category
-            ) TO {_path(job.out / "members.parquet")} (FORMAT parquet, COMPRESSION zstd)"""
+              FROM {source} GROUP BY ALL ORDER BY member_id, category
+            ) TO {_path(target)} (FORMAT parquet, COMPRESSION zstd)"""
         )
-        return out
+        return
+    reader = con.sql(
+        f"""SELECT r.member_id::BIGINT * {slots} + c.idx AS k, count(*)::BIGINT AS n
+        FROM {source} r JOIN cats_src c ON c.category = r.category GROUP BY k ORDER BY k"""
+    ).to_arrow_reader(1 << 20)
+    dictionary = pa.array(names, pa.string())
+    with pq.ParquetWriter(target, LINEAGE_SCHEMA, compression="zstd") as writer:
+        for batch in reader:
+            keys = batch.column(0).to_numpy()
+            writer.write_batch(
+                pa.record_batch(
+                    [
+                        pa.array(np.floor_divide(keys, slots)),
+                        dictionary.take(pa.array(np.mod(keys, slots))),
+                        batch.column(1),
+                    ],
+                    schema=LINEAGE_SCHEMA,
+                )
+            )
