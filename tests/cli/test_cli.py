@@ -22,10 +22,12 @@ import pytest
 import yaml
 from fideslang.models import Taxonomy as FidesTaxonomy
 
+from consentgate.ledger.database import head_revision
 from consentgate.ledger.store import Ledger
 
 FIXTURES = Path(__file__).parent.parent / "policy" / "fixtures"
 REFERENCE = re.compile(r"OBJ-[0-9A-F]{10}")
+HEAD = head_revision()
 
 MEMBERS_CSV = """member_id,country,birth_date,believed_minor,registered_at
 1,DE,1990-05-17,,2016-03-01T00:00:00Z
@@ -124,10 +126,10 @@ def copy(prepared: Prepared, tmp_path: Path) -> str:
 
 def test_init_creates_the_ledger_and_is_idempotent(prepared: Prepared) -> None:
     """`init` reports the schema and 0 events; running it again on a filled ledger keeps the events."""
-    assert f"ledger ready at {prepared.url} (schema 0001, 0 events)" in flat(ok(prepared.init))
+    assert f"ledger ready at {prepared.url} (schema {HEAD}, 0 events)" in flat(ok(prepared.init))
     ok(prepared.settings)
     again = ok(cg(prepared.url, "init", cwd=prepared.folder))
-    assert f"(schema 0001, {MEMBER_EVENTS + SETTING_EVENTS} events)" in flat(again)
+    assert f"(schema {HEAD}, {MEMBER_EVENTS + SETTING_EVENTS} events)" in flat(again)
 
 
 def test_members_import_reports_rows_and_events(prepared: Prepared) -> None:
@@ -398,7 +400,7 @@ def test_init_import_and_explain_on_postgresql(ledger_url: str, tmp_path: Path) 
     """The CLI works the same against PostgreSQL: init, members import, explain --json."""
     members = tmp_path / "members.csv"
     members.write_text(MEMBERS_CSV, "utf-8")
-    assert "(schema 0001, 0 events)" in flat(ok(cg(ledger_url, "init", cwd=tmp_path)))
+    assert f"(schema {HEAD}, 0 events)" in flat(ok(cg(ledger_url, "init", cwd=tmp_path)))
     assert f"{MEMBER_EVENTS} events appended" in flat(
         ok(cg(ledger_url, "members", "import", str(members), cwd=tmp_path))
     )
