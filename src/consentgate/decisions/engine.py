@@ -66,6 +66,17 @@ class DecisionEngine:
             self._scopes[cache_key] = scope
         return scope
 
+    def governing(self, policy: Policy, purpose: str, region: str, category: str) -> tuple[str, ...]:
+        """The settings whose values decide (purpose, category) for a member in ``region``.
+
+        ``decide_state`` reads no other setting for this pair: bulk callers may share one decision
+        among members who differ only in other settings.
+        """
+        rule = policy.purposes.get(purpose)
+        if rule is None:
+            return ()
+        return self._scope(policy, rule, purpose, region, category).governing
+
     def default_for(self, policy: Policy, setting: str, region: str) -> bool:
         """A setting's value for a member who never chose: the policy's override, else the taxonomy's."""
         override = policy.setting_defaults.get(setting, {}).get(region)
