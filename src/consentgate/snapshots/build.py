@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import os
 import shutil
 import time
@@ -266,10 +267,10 @@ def _identity(
 def _engine(request: BuildRequest, con: duckdb.DuckDBPyConnection, work: Path) -> SnapshotEngine:
     if request.engine == "duckdb":
         return DuckDBEngine(con)
-    try:
-        from consentgate.snapshots.engines.spark_engine import SparkEngine
-    except ImportError:
-        raise InputError("--engine spark needs PySpark: pip install 'consentgate[spark]'") from None
+    if importlib.util.find_spec("pyspark") is None:
+        raise InputError("--engine spark needs PySpark: pip install 'consentgate[spark]'")
+    from consentgate.snapshots.engines.spark_engine import SparkEngine  # only with the extra
+
     folder = work / "_eligibility"
     folder.mkdir()
     con.execute(

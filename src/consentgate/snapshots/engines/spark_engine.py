@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as sf
 
+from consentgate.exceptions import InputError
 from consentgate.snapshots.engines.base import LINEAGE_COLUMNS, EngineOutput, Job, ProgressFn
 
 DEFAULT_MASTER = "local[*]"
@@ -88,7 +89,14 @@ def spark_session(master: str | None = None, extra: Mapping[str, str] | None = N
         builder = SparkSession.builder.master(master or DEFAULT_MASTER)
         for key, value in {**settings, _JAVA_OPTIONS: options.strip()}.items():
             builder = builder.config(key, value)
-        session = builder.getOrCreate()
+        try:
+            session = builder.getOrCreate()
+        except Exception as exc:  # py4j and the JVM raise many kinds; the user needs one sentence
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"--engine spark: cannot start Spark on {master or DEFAULT_MASTER} ({first});"
+                " PySpark 4 needs Java 17 or newer (Debian: apt-get install default-jre-headless)"
+            ) from exc
     for key, value in SETTINGS.items():
         if key.startswith("spark.sql."):
             session.conf.set(key, value)
