@@ -383,13 +383,25 @@ def test_taxonomy_export_fideslang_validates(prepared: Prepared) -> None:
 
 
 def test_demo_runs_and_shows_the_decision_table(tmp_path: Path) -> None:
-    """`demo --crowd 200` exits 0 and prints the gen-AI decision grid with reasons per date."""
+    """`demo --crowd 200` exits 0, prints the gen-AI decision grid with reasons per date, then builds
+    two snapshots, compares them by region and registers a model whose objection debt names Sophie."""
     out = ok(cg(None, "demo", "--crowd", "200", cwd=tmp_path, TMPDIR=str(tmp_path)))
     assert "May the member's skills train content-generating AI?" in out
     assert "1001 Anna (DE)" in out
     assert "region_excluded" in out
     assert "setting_off" in out
     assert "audit: hash chain intact" in out
+    # The snapshot tour (full size by default: 200k records, as the README's main command shows).
+    assert re.search(
+        r"snapshot genai\.training-20251001T000000Z-[0-9a-f]{12}: [\d,]+ of 200,065 records", out
+    )
+    assert re.search(
+        r"snapshot genai\.training-20251104T000000Z-[0-9a-f]{12}: [\d,]+ of 200,065 records", out
+    )
+    eea = re.search(r"│ EEA\s+│ 0\s+│ ([\d,]+)\s+│ \+", out)
+    assert eea and int(eea.group(1).replace(",", "")) > 0, "EEA members are included only from 2025-11-03"
+    assert re.search(r"model genai-2025-11 trained on .*: objection debt of [\d,]+ members", flat(out))
+    assert "e.g. 1003 Sophie: setting_off genai_improvement on 2025-11-10" in out
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------

@@ -35,6 +35,15 @@ def _cell(decision: Decision) -> str:
     return "no: " + ", ".join(str(r.code) for r in decision.denials)
 
 
+def _change_table(
+    title: str, key: str, verb: str, dates: list[str], rows: list[tuple[str, list[int]]]
+) -> Table:
+    table = Table(key, *(f"{verb} {d}" for d in dates), "change", title=title, title_justify="left")
+    for name, values in rows:
+        table.add_row(name, *(f"{v:,}" for v in values), f"{values[-1] - values[0]:+,}")
+    return table
+
+
 def _snapshots(context: Context, ledger: Ledger, folder: Path, *, members: int, records: int) -> None:
     console.rule("training snapshots")
     with console.status(f"synthesising a network of {members:,} members and {records:,} records ..."):
@@ -51,26 +60,10 @@ def _snapshots(context: Context, ledger: Ledger, folder: Path, *, members: int, 
             f"records, {counts['members_included']:,} members"
         )
     dates = [s.manifest["as_of"][:10] for s in tour.snapshots]
-    regions = Table(
-        "region",
-        *(f"included {d}" for d in dates),
-        "change",
-        title="gen-AI training data by region",
-        title_justify="left",
+    console.print(
+        _change_table("gen-AI training data by region", "region", "included", dates, tour.by_region())
     )
-    for region, values in tour.by_region():
-        regions.add_row(region, *(f"{v:,}" for v in values), f"{values[-1] - values[0]:+,}")
-    console.print(regions)
-    reasons = Table(
-        "reason",
-        *(f"excluded {d}" for d in dates),
-        "change",
-        title="excluded records by reason",
-        title_justify="left",
-    )
-    for reason, values in tour.by_reason():
-        reasons.add_row(reason, *(f"{v:,}" for v in values), f"{values[-1] - values[0]:+,}")
-    console.print(reasons)
+    console.print(_change_table("excluded records by reason", "reason", "excluded", dates, tour.by_reason()))
     kinds = tour.debt_kinds()
     console.print(
         f"model {MODEL} trained on {tour.snapshots[-1].snapshot_id}: objection debt of {len(tour.debts):,} "
