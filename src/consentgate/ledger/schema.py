@@ -78,3 +78,26 @@ model_snapshots = Table(
     Column("model_name", String(200), ForeignKey("models.name"), primary_key=True),
     Column("snapshot_id", String(200), ForeignKey("snapshots.snapshot_id"), primary_key=True),
 )
+
+# The portal (migration 0003): login accounts and API service tokens. Only hashes are stored.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("member_id", BigInteger, nullable=True),
+    Column("language", String(8), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+Index("uq_accounts_member", accounts.c.member_id, unique=True)
+service_tokens = Table(
+    "service_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)

@@ -1,0 +1,240 @@
+"""Portal accounts (members and DPOs) and API service tokens, stored as hashes in the ledger database.
+
+Passwords are hashed with argon2id (argon2-cffi's defaults). Service tokens are 256-bit random
+secrets shown once; the database keeps their SHA-256 only (a random secret needs no slow hash), so a
+stolen database does not yield a usable token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from consentgate.exceptions import ConflictError, InputError, NotFoundError
+from consentgate.ledger.schema import accounts, service_tokens
+from consentgate.ledger.store import Ledger
+from consentgate.timeutil import from_micros, to_micros
+
+
+class Role(StrEnum):
+    member = "member"
+    dpo = "dpo"
+
+
+class Scope(StrEnum):
+    """What a service token may do; each API route names the scope it needs."""
+
+    settings_read = "settings:read"
+    settings_write = "settings:write"
+    decisions_read = "decisions:read"
+    objections_read = "objections:read"
+    objections_write = "objections:write"
+    lineage_read = "lineage:read"
+
+
+LANGUAGES = ("en", "de")
+TOKEN_PREFIX = "cgt"  # noqa: S105 (a public prefix that marks consentgate tokens, not a secret)
+_hasher = PasswordHasher()
+# Verifying against this when the user does not exist keeps the timing of "no such user" and
+# "wrong password" alike, so login responses do not reveal which usernames exist.
+_DUMMY_HASH = _hasher.hash("consentgate: no such account")
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    role: Role
+    member_id: int | None
+    language: str | None
+
+
+@dataclass(frozen=True)
+class ServiceToken:
+    token_id: str
+    name: str
+    scopes: frozenset[Scope]
+    created_at: int
+    revoked_at: int | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "token_id": self.token_id,
+            "name": self.name,
+            "scopes": sorted(self.scopes),
+            "created_at": from_micros(self.created_at).isoformat().replace("+00:00", "Z"),
+            "revoked_at": None
+            if self.revoked_at is None
+            else from_micros(self.revoked_at).isoformat().replace("+00:00", "Z"),
+        }
+
+
+def parse_scopes(values: list[str]) -> frozenset[Scope]:
+    """Scopes from the command line or a config; an unknown one is an error naming the valid ones."""
+    out: set[Scope] = set()
+    for value in values:
+        for part in value.replace(",", " ").split():
+            try:
+                out.add(Scope(part))
+            except ValueError:
+                valid = ", ".join(s.value for s in Scope)
+                raise InputError(f"--scope: unknown scope {part!r} (expected one of {valid})") from None
+    if not out:
+        raise InputError("--scope: name at least one scope")
+    return frozenset(out)
+
+
+class AccountStore:
+    """Accounts and tokens in the ledger's database (tables from migration 0003)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    # --- accounts -------------------------------------------------------------------------------
+
+    def create_account(
+        self,
+        *,
+        username: str,
+        password: str,
+        role: Role,
+        member_id: int | None = None,
+        language: str | None = None,
+    ) -> Account:
+        username = username.strip().lower()
+        if not username or len(username) > 128:
+            raise InputError("username: expected 1 to 128 characters")
+        if len(password) < 8:
+            raise InputError("password: expected at least 8 characters")
+        if (role is Role.member) != (member_id is not None):
+            raise InputError("a member account needs --member; a DPO account must not have one")
+        if language is not None and language not in LANGUAGES:
+            raise InputError(f"language: expected one of {', '.join(LANGUAGES)}")
+        values = {
+            "username": username,
+            "password_hash": _hasher.hash(password),
+            "role": str(role),
+            "member_id": member_id,
+            "language": language,
+            "created_at": to_micros(self.ledger.clock()),
+        }
+        try:
+            with self.ledger.engine.begin() as conn:
+                conn.execute(insert(accounts).values(**values))
+        except IntegrityError:
+            raise ConflictError(
+                f"an account named {username!r} or for member {member_id} already exists"
+            ) from None
+        return Account(username, role, member_id, language)
+
+    def get(self, username: str) -> Account | None:
+        with self.ledger.engine.connect() as conn:
+            row = conn.execute(
+                select(accounts).where(accounts.c.username == username.strip().lower())
+            ).first()
+        if row is None:
+            return None
+        return Account(row.username, Role(row.role), row.member_id, row.language)
+
+    def authenticate(self, username: str, password: str) -> Account | None:
+        """The account if the password matches; None otherwise (same cost either way)."""
+        with self.ledger.engine.connect() as conn:
+            row = conn.execute(
+                select(accounts).where(accounts.c.username == username.strip().lower())
+            ).first()
+        stored = _DUMMY_HASH if row is None else str(row.password_hash)
+        try:
+            _hasher.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if row is None:
+            return None
+        return Account(row.username, Role(row.role), row.member_id, row.language)
+
+    def set_language(self, username: str, language: str) -> None:
+        if language not in LANGUAGES:
+            raise InputError(f"language: expected one of {', '.join(LANGUAGES)}")
+        with self.ledger.engine.begin() as conn:
+            conn.execute(update(accounts).where(accounts.c.username == username).values(language=language))
+
+    def accounts(self) -> list[Account]:
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(select(accounts).order_by(accounts.c.username)).all()
+        return [Account(r.username, Role(r.role), r.member_id, r.language) for r in rows]
+
+    # --- service tokens -------------------------------------------------------------------------
+
+    def create_token(self, *, name: str, scopes: frozenset[Scope]) -> tuple[ServiceToken, str]:
+        """A new token; returns it and the secret to give the caller (shown only this once)."""
+        if not name.strip():
+            raise InputError("token name: expected a non-empty name")
+        token_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        created = to_micros(self.ledger.clock())
+        with self.ledger.engine.begin() as conn:
+            conn.execute(
+                insert(service_tokens).values(
+                    token_id=token_id,
+                    name=name.strip(),
+                    secret_sha256=_sha256(secret),
+                    scopes=" ".join(sorted(scopes)),
+                    created_at=created,
+                    revoked_at=None,
+                )
+            )
+        token = ServiceToken(token_id, name.strip(), scopes, created, None)
+        return token, f"{TOKEN_PREFIX}_{token_id}_{secret}"
+
+    def tokens(self) -> list[ServiceToken]:
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(select(service_tokens).order_by(service_tokens.c.created_at)).all()
+        return [_token(r) for r in rows]
+
+    def revoke_token(self, token_id: str) -> ServiceToken:
+        with self.ledger.engine.begin() as conn:
+            result = conn.execute(
+                update(service_tokens)
+                .where(service_tokens.c.token_id == token_id, service_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=to_micros(self.ledger.clock()))
+            )
+            row = conn.execute(select(service_tokens).where(service_tokens.c.token_id == token_id)).first()
+        if row is None:
+            raise NotFoundError(f"no token with id {token_id!r} (see `consentgate token list`)")
+        if result.rowcount == 0:
+            raise ConflictError(f"token {token_id} was already revoked")
+        return _token(row)
+
+    def verify_token(self, presented: str) -> ServiceToken | None:
+        """The live token ``presented`` belongs to, or None (unknown, malformed or revoked)."""
+        parts = presented.split("_", 2)
+        if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+            return None
+        with self.ledger.engine.connect() as conn:
+            row = conn.execute(select(service_tokens).where(service_tokens.c.token_id == parts[1])).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(str(row.secret_sha256), _sha256(parts[2])):
+            return None
+        return _token(row)
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _token(row: object) -> ServiceToken:
+    scopes = frozenset(Scope(s) for s in str(row.scopes).split())  # type: ignore[attr-defined]
+    return ServiceToken(
+        row.token_id,  # type: ignore[attr-defined]
+        row.name,  # type: ignore[attr-defined]
+        scopes,
+        row.created_at,  # type: ignore[attr-defined]
+        row.revoked_at,  # type: ignore[attr-defined]
+    )

@@ -1,0 +1,133 @@
+"""The FastAPI application: middleware, error handling, and the three route groups.
+
+- member pages (``pages.py``): settings, policy notice, where my data went, objections;
+- the DPO console (``console.py``) under ``/console``;
+- the JSON API (``api.py``) under ``/api/v1``, with its OpenAPI document at ``/api/v1/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from consentgate import __version__
+from consentgate.exceptions import ConsentgateError
+from consentgate.ledger.store import Ledger
+from consentgate.policy import Timeline
+from consentgate.web import api, console, pages
+from consentgate.web.state import Portal, PortalConfig
+from consentgate.web.templating import render
+
+# No inline script or style anywhere: every script and stylesheet is a file served from /static.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response; pages about a person are never cached."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = str(scope.get("path", "")).startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.extend(SECURITY_HEADERS)
+                if not static:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def create_app(
+    config: PortalConfig, *, ledger: Ledger | None = None, timeline: Timeline | None = None
+) -> FastAPI:
+    """The portal application for ``config`` (a ``ledger`` may be passed in, e.g. with a test clock)."""
+    portal = Portal(config, ledger or Ledger.open(config.db), timeline)
+    app = FastAPI(
+        title="consentgate",
+        version=__version__,
+        summary="Which member data may be used for which purpose, when, and why.",
+        openapi_url="/api/v1/openapi.json",
+        # The interactive docs pages load scripts from a CDN and use inline script; we serve neither.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.portal = portal
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=config.secret_key,
+        session_cookie="consentgate_session",
+        max_age=config.session_hours * 3600,
+        same_site="lax",
+        https_only=config.secure_cookies,
+    )
+    app.add_middleware(SecurityHeaders)
+    static = resources.files("consentgate.web") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.exception_handler(ConsentgateError)
+    async def domain_error(request: Request, exc: ConsentgateError) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+        return render(
+            request, "error.html", {"status": exc.status_code, "message": str(exc)}, status=exc.status_code
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        headers = getattr(exc, "headers", None)
+        if _wants_json(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        if exc.status_code == 401:
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        return render(
+            request,
+            "error.html",
+            {"status": exc.status_code, "message": str(exc.detail)},
+            status=exc.status_code,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        if _wants_json(request):
+            return JSONResponse({"detail": problems}, status_code=422)
+        message = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+        return render(request, "error.html", {"status": 422, "message": message}, status=422)
+
+    app.include_router(pages.router)
+    app.include_router(console.router)
+    app.include_router(api.router)
+    return app

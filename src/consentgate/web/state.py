@@ -1,0 +1,83 @@
+"""What the web application holds for its lifetime: configuration, ledger, policy engine, stores."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+
+from consentgate.decisions import DecisionEngine
+from consentgate.ledger.events import EventDraft, LedgerEvent
+from consentgate.ledger.store import Ledger
+from consentgate.policy import Timeline, load_timeline
+from consentgate.taxonomy import Taxonomy, load_taxonomy
+from consentgate.web.accounts import AccountStore
+from consentgate.web.i18n import Translations, load_translations
+from consentgate.web.ratelimit import LoginLimiter
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    """How ``consentgate serve`` runs; every field has a safe default."""
+
+    db: str
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    """Signs session cookies. A random key (the default) logs everyone out on restart."""
+    secure_cookies: bool = False
+    """Set the cookie's Secure flag (serve behind HTTPS)."""
+    session_hours: int = 8
+    trusted_header: str | None = None
+    """Single sign-on mode: the proxy puts the logged-in username in this header. Off by default."""
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    """Only requests from these networks may use ``trusted_header``."""
+    login_attempts: int = 5
+    login_window_seconds: int = 300
+
+    def proxy_trusted(self, host: str | None) -> bool:
+        if host is None:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in ipaddress.ip_network(net) for net in self.trusted_proxies)
+
+
+class Portal:
+    """The application's long-lived objects, shared by every request (``app.state.portal``)."""
+
+    def __init__(self, config: PortalConfig, ledger: Ledger, timeline: Timeline | None = None) -> None:
+        self.config = config
+        self.ledger = ledger
+        self._timeline = timeline
+        self.limiter = LoginLimiter(config.login_attempts, config.login_window_seconds)
+
+    @cached_property
+    def taxonomy(self) -> Taxonomy:
+        return load_taxonomy()
+
+    @cached_property
+    def timeline(self) -> Timeline:
+        return self._timeline or load_timeline()
+
+    @cached_property
+    def engine(self) -> DecisionEngine:
+        return DecisionEngine(self.taxonomy, self.timeline)
+
+    @cached_property
+    def accounts(self) -> AccountStore:
+        return AccountStore(self.ledger)
+
+    @cached_property
+    def translations(self) -> Translations:
+        return load_translations()
+
+    def now(self) -> datetime:
+        return self.ledger.clock()
+
+    def append(self, drafts: Sequence[EventDraft]) -> list[LedgerEvent]:
+        """Append events for a request; returns them once they are durable (the receipt)."""
+        return self.ledger.append(drafts)

@@ -1,0 +1,70 @@
+"""Rendering pages: Jinja2 with the member's language, the CSRF token and the principal in context."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from consentgate.web.auth import CSRF_FIELD, csrf_token, portal_of, resolve_principal
+from consentgate.web.i18n import format_date_for, format_instant_for, negotiate
+
+_environment = Environment(
+    loader=PackageLoader("consentgate.web", "templates"),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates = Jinja2Templates(env=_environment)
+
+
+def language_of(request: Request) -> str:
+    """The member's choice (account, then session), else the browser's ``Accept-Language``."""
+    try:
+        principal = resolve_principal(request)
+    except Exception:  # an invalid bearer token on a page: the page still renders its error
+        principal = None
+    if principal is not None and principal.language:
+        return principal.language
+    chosen = request.session.get("language")
+    if isinstance(chosen, str) and chosen in ("en", "de"):
+        return chosen
+    return negotiate(request.headers.get("accept-language"))
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, *, status: int = 200
+) -> HTMLResponse:
+    portal = portal_of(request)
+    language = language_of(request)
+    gettext = portal.translations.gettext(language)
+
+    def when(instant: datetime | None) -> str:
+        return "" if instant is None else format_instant_for(language, instant)
+
+    def day(instant: datetime | None) -> str:
+        return "" if instant is None else format_date_for(language, instant)
+
+    try:
+        principal = resolve_principal(request)
+    except Exception:
+        principal = None
+    values: dict[str, Any] = {
+        "request": request,
+        "_": gettext,
+        "lang": language,
+        "when": when,
+        "day": day,
+        "principal": principal,
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": csrf_token(request),
+        "path": request.url.path,
+    }
+    values.update(context or {})
+    response = templates.TemplateResponse(request, name, values, status_code=status)
+    response.headers["Content-Language"] = language
+    return response

@@ -1,0 +1,89 @@
+"""Portal fixtures: the app on a real ledger (SQLite and PostgreSQL), accounts, tokens, logged-in clients.
+
+Member A is 1001 (Germany), member B is 1004 (United States); ``dpo`` has the DPO role. Everyone's
+password is ``PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from consentgate.ledger.store import Ledger
+from consentgate.web import PortalConfig, create_app
+from consentgate.web.accounts import AccountStore, Role, Scope
+from tests.conftest import register
+
+PASSWORD = "correct horse battery"
+MEMBER_A = 1001
+MEMBER_B = 1004
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Tokens:
+    """Bearer secrets: ``full`` has every scope, ``none_`` has a scope no route accepts alone."""
+
+    full: str
+    by_scope: dict[Scope, str]
+
+
+@pytest.fixture
+def portal_ledger(ledger: Ledger) -> Ledger:
+    register(ledger, MEMBER_A, "DE", registered_at="2015-01-01T00:00:00Z")
+    register(ledger, MEMBER_B, "US", registered_at="2015-01-01T00:00:00Z")
+    store = AccountStore(ledger)
+    store.create_account(username="anna", password=PASSWORD, role=Role.member, member_id=MEMBER_A)
+    store.create_account(username="james", password=PASSWORD, role=Role.member, member_id=MEMBER_B)
+    store.create_account(username="dpo", password=PASSWORD, role=Role.dpo)
+    return ledger
+
+
+@pytest.fixture
+def app(portal_ledger: Ledger) -> FastAPI:
+    return create_app(PortalConfig(db="(test ledger)", secret_key="test-secret"), ledger=portal_ledger)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def tokens(portal_ledger: Ledger) -> Tokens:
+    store = AccountStore(portal_ledger)
+    _, full = store.create_token(name="full", scopes=frozenset(Scope))
+    by_scope = {scope: store.create_token(name=scope.value, scopes=frozenset({scope}))[1] for scope in Scope}
+    return Tokens(full, by_scope)
+
+
+def csrf_of(client: TestClient, path: str = "/login") -> str:
+    """The session's CSRF token, read from a page's hidden form field."""
+    page = client.get(path)
+    match = _CSRF.search(page.text)
+    assert match, f"no CSRF field on {path}"
+    return match.group(1)
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD) -> str:
+    """Log ``client`` in; returns the CSRF token of the new session."""
+    response = client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": csrf_of(client)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    return csrf_of(client)
+
+
+def client_for(app: FastAPI, username: str | None) -> tuple[TestClient, str]:
+    """A new client, logged in as ``username`` (None: anonymous), and its CSRF token."""
+    test_client = TestClient(app)
+    token = login(test_client, username) if username else csrf_of(test_client)
+    return test_client, token
