@@ -51,6 +51,11 @@ class SettingRow:
         return self.setting.kind is SettingKind.toggle
 
     @property
+    def active_uses(self) -> tuple[PurposeUse, ...]:
+        """The uses that apply in the member's region under the policy in force."""
+        return tuple(u for u in self.uses if u.basis is not None)
+
+    @property
     def controls_use(self) -> bool:
         """Whether switching it off stops some AI training or advertising use."""
         return self.is_toggle and any(u.purpose.startswith(USE_PREFIXES) for u in self.uses)

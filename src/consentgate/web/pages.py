@@ -8,8 +8,26 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from consentgate.web.auth import CSRFChecked, PortalDep, PrincipalDep
-from consentgate.web.templating import render
+from consentgate.exceptions import NotFoundError
+from consentgate.ledger.events import LedgerEvent
+from consentgate.ledger.state import ObjectionStatus, objections_from
+from consentgate.objections import file_objection
+from consentgate.snapshots.lineage import member_lineage
+from consentgate.snapshots.registry import Registry
+from consentgate.web.auth import CSRFChecked, CurrentMember, PortalDep, Principal, PrincipalDep
+from consentgate.web.member import (
+    acknowledge_notice,
+    apply_gpc,
+    change_setting,
+    objectionable_purposes,
+    parse_bool,
+    pending_notice,
+    settings_view,
+    use_none,
+    use_none_plan,
+)
+from consentgate.web.state import Portal
+from consentgate.web.templating import language_of, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -83,8 +101,6 @@ def login(
 
 
 def _language(request: Request) -> str:
-    from consentgate.web.templating import language_of
-
     return language_of(request)
 
 
@@ -107,3 +123,192 @@ def choose_language(
     if principal.username is not None and principal.kind in ("member", "dpo"):
         portal.accounts.set_language(principal.username, language)
     return RedirectResponse(_local(next), status_code=303)
+
+
+# --- settings ---------------------------------------------------------------------------------------
+
+
+def _receipts(portal: Portal, member_id: int, text: str | None) -> list[LedgerEvent]:
+    """The member's own events named in ``?receipt=1,2``: a receipt never shows someone else's event."""
+    if not text:
+        return []
+    wanted = {int(part) for part in text.split(",") if part.isdigit()}
+    return [e for e in portal.ledger.member_events(member_id) if e.seq in wanted]
+
+
+def _gpc(request: Request, portal: Portal, principal: Principal) -> list[LedgerEvent]:
+    if request.headers.get("sec-gpc", "").strip() != "1" or principal.member_id is None:
+        return []
+    return apply_gpc(portal, member_id=principal.member_id, at=portal.now())
+
+
+@router.get("/settings")
+def settings_page(
+    request: Request, portal: PortalDep, principal: CurrentMember, receipt: str | None = None
+) -> Response:
+    assert principal.member_id is not None
+    gpc_events = _gpc(request, portal, principal)
+    now = portal.now()
+    view = settings_view(portal, principal.member_id, now)
+    if pending_notice(portal, view.state, now) is not None:
+        return RedirectResponse("/notice", status_code=303)
+    return render(
+        request,
+        "settings.html",
+        {
+            "view": view,
+            "receipts": _receipts(portal, principal.member_id, receipt),
+            "gpc_events": gpc_events,
+            "plan": use_none_plan(view),
+            "taxonomy": portal.taxonomy,
+        },
+    )
+
+
+@router.post("/settings/none", dependencies=[CSRFChecked])
+def use_none_action(
+    portal: PortalDep, principal: CurrentMember, keys: Annotated[list[str] | None, Form()] = None
+) -> Response:
+    assert principal.member_id is not None
+    events = use_none(portal, member_id=principal.member_id, actor=principal.actor, keys=keys or [])
+    receipts = ",".join(str(e.seq) for e in events) or "none"
+    return RedirectResponse(f"/settings?receipt={receipts}#receipt", status_code=303)
+
+
+@router.get("/settings/none")
+def use_none_confirm(request: Request, portal: PortalDep, principal: CurrentMember) -> Response:
+    """The confirmation page: lists exactly what the one action will switch off."""
+    assert principal.member_id is not None
+    view = settings_view(portal, principal.member_id, portal.now())
+    return render(request, "use_none.html", {"view": view, "plan": use_none_plan(view)})
+
+
+@router.post("/settings/{key}", dependencies=[CSRFChecked])
+def change_setting_action(
+    portal: PortalDep,
+    principal: CurrentMember,
+    key: str,
+    value: Annotated[str, Form(pattern="^(on|off)$")],
+) -> Response:
+    assert principal.member_id is not None
+    event = change_setting(
+        portal,
+        member_id=principal.member_id,
+        key=key,
+        value=parse_bool(value, "value"),
+        actor=principal.actor,
+    )
+    return RedirectResponse(f"/settings?receipt={event.seq}#receipt", status_code=303)
+
+
+# --- the policy notice ------------------------------------------------------------------------------
+
+
+@router.get("/notice")
+def notice_page(request: Request, portal: PortalDep, principal: CurrentMember) -> Response:
+    assert principal.member_id is not None
+    now = portal.now()
+    view = settings_view(portal, principal.member_id, now)
+    notice = pending_notice(portal, view.state, now)
+    if notice is None:
+        return RedirectResponse("/settings", status_code=303)
+    return render(request, "notice.html", {"notice": notice, "view": view})
+
+
+@router.post("/notice", dependencies=[CSRFChecked])
+def acknowledge(portal: PortalDep, principal: CurrentMember, policy: Annotated[str, Form()]) -> Response:
+    assert principal.member_id is not None
+    event = acknowledge_notice(
+        portal, member_id=principal.member_id, policy_ref=policy, actor=principal.actor
+    )
+    return RedirectResponse(f"/settings?receipt={event.seq}#receipt", status_code=303)
+
+
+# --- where my data went -----------------------------------------------------------------------------
+
+
+@router.get("/data")
+def data_page(request: Request, portal: PortalDep, principal: CurrentMember) -> Response:
+    assert principal.member_id is not None
+    lineage = member_lineage(Registry(portal.ledger), principal.member_id)
+    view = settings_view(portal, principal.member_id, portal.now())
+    return render(request, "data.html", {"lineage": lineage, "view": view})
+
+
+# --- objections (Art. 21) ---------------------------------------------------------------------------
+
+
+def _own_objections(portal: Portal, member_id: int) -> list[ObjectionStatus]:
+    events = [e for e in portal.ledger.member_events(member_id) if e.kind.startswith("objection_")]
+    return sorted(objections_from(events).values(), key=lambda s: s.received_at, reverse=True)
+
+
+@router.get("/objections")
+def objections_page(request: Request, portal: PortalDep, principal: CurrentMember) -> Response:
+    assert principal.member_id is not None
+    now = portal.now()
+    return render(
+        request,
+        "objections.html",
+        {
+            "objections": _own_objections(portal, principal.member_id),
+            "purposes": objectionable_purposes(portal, principal.member_id, now),
+            "now": now,
+            "error": None,
+        },
+    )
+
+
+@router.post("/objections", dependencies=[CSRFChecked])
+def file_objection_action(
+    request: Request,
+    portal: PortalDep,
+    principal: CurrentMember,
+    purposes: Annotated[list[str] | None, Form()] = None,
+    grounds: Annotated[str, Form(max_length=5000)] = "",
+) -> Response:
+    assert principal.member_id is not None
+    now = portal.now()
+    allowed = {p for p, _, _ in objectionable_purposes(portal, principal.member_id, now)}
+    chosen = [p for p in purposes or [] if p in allowed]
+    if not chosen or len(chosen) != len(purposes or []):
+        gettext = portal.translations.gettext(_language(request))
+        return render(
+            request,
+            "objections.html",
+            {
+                "objections": _own_objections(portal, principal.member_id),
+                "purposes": objectionable_purposes(portal, principal.member_id, now),
+                "now": now,
+                "error": gettext("Choose at least one of the purposes listed."),
+            },
+            status=400,
+        )
+    statuses = file_objection(
+        portal.ledger,
+        portal.taxonomy,
+        member_id=principal.member_id,
+        purposes=chosen,
+        at=None,
+        grounds=grounds.strip(),
+        actor=principal.actor,
+    )
+    references = ",".join(s.reference for s in statuses)
+    return RedirectResponse(f"/objections/{statuses[0].reference}?filed={references}", status_code=303)
+
+
+@router.get("/objections/{reference}")
+def objection_page(
+    request: Request, portal: PortalDep, principal: CurrentMember, reference: str, filed: str | None = None
+) -> Response:
+    assert principal.member_id is not None
+    own = {s.reference: s for s in _own_objections(portal, principal.member_id)}
+    if reference not in own:
+        # Someone else's reference and an unknown one look the same: no probing of references.
+        raise NotFoundError(f"you have no objection with reference {reference!r}")
+    just_filed = [own[r] for r in (filed or "").split(",") if r in own]
+    return render(
+        request,
+        "objection.html",
+        {"objection": own[reference], "filed": just_filed, "now": portal.now()},
+    )

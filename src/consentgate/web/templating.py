@@ -21,6 +21,16 @@ _environment = Environment(
 )
 templates = Jinja2Templates(env=_environment)
 
+RECIPIENTS = {
+    "operator": "the operator (LinkedIn)",
+    "affiliates": "affiliated companies of the group",
+    "parent_company": "the parent company (Microsoft)",
+    "advertisers": "advertisers",
+    "partners": "partners",
+    "recruiters": "recruiters",
+    "members": "other members",
+}
+
 
 def language_of(request: Request) -> str:
     """The member's choice (account, then session), else the browser's ``Accept-Language``."""
@@ -49,11 +59,27 @@ def render(
     def day(instant: datetime | None) -> str:
         return "" if instant is None else format_date_for(language, instant)
 
+    def settings_label(key: str) -> str:
+        setting = portal.taxonomy.settings.get(key)
+        if setting is None:
+            return key
+        return setting.label.de if language == "de" else setting.label.en
+
+    def purpose_name(key: str) -> str:
+        purpose = portal.taxonomy.purposes.get(key)
+        return key if purpose is None else purpose.name
+
+    def recipient_words(recipient: str) -> str:
+        return gettext(RECIPIENTS.get(str(recipient), str(recipient)))
+
     try:
         principal = resolve_principal(request)
     except Exception:
         principal = None
     values: dict[str, Any] = {
+        "settings_label": settings_label,
+        "purpose_name": purpose_name,
+        "recipient_words": recipient_words,
         "request": request,
         "_": gettext,
         "lang": language,
