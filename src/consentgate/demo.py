@@ -174,3 +174,40 @@ def decision_grid(
             )
         rows.append((persona, decisions))
     return rows
+
+
+DPO_LOGIN = ("dpo", "dpo-demo-password")
+
+
+def demo_password(persona: Persona) -> str:
+    """The demo login's password: published in the demo's output, so never use it for real data."""
+    return f"{persona.name.lower()}-demo"
+
+
+def demo_username(persona: Persona) -> str:
+    return persona.name.lower()
+
+
+def create_demo_accounts(ledger: Ledger) -> list[tuple[str, str, str]]:
+    """Portal logins for the named members and one DPO: (username, password, who)."""
+    from consentgate.web.accounts import AccountStore, Role
+
+    store = AccountStore(ledger)
+    out: list[tuple[str, str, str]] = []
+    for persona in PERSONAS:
+        store.create_account(
+            username=demo_username(persona),
+            password=demo_password(persona),
+            role=Role.member,
+            member_id=persona.member_id,
+        )
+        out.append(
+            (
+                demo_username(persona),
+                demo_password(persona),
+                f"{persona.member_id} ({persona.country}): {persona.story}",
+            )
+        )
+    store.create_account(username=DPO_LOGIN[0], password=DPO_LOGIN[1], role=Role.dpo)
+    out.append((DPO_LOGIN[0], DPO_LOGIN[1], "data-protection officer: the console"))
+    return out

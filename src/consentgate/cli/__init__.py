@@ -9,7 +9,18 @@ from typing import Annotated
 import typer
 
 from consentgate import __version__
-from consentgate.cli import audit, decisions, demo, ledger, objections, policy, snapshots, synth, taxonomy
+from consentgate.cli import (
+    audit,
+    decisions,
+    demo,
+    ledger,
+    objections,
+    policy,
+    serve,
+    snapshots,
+    synth,
+    taxonomy,
+)
 from consentgate.cli.context import Context, err_console
 from consentgate.exceptions import ConsentgateError
 from consentgate.ledger.database import DEFAULT_URL
@@ -36,6 +47,8 @@ app.add_typer(snapshots.snapshot_app, name="snapshot")
 app.add_typer(snapshots.model_app, name="model")
 app.add_typer(snapshots.lineage_app, name="lineage")
 app.command("gate")(snapshots.gate)
+app.command("serve")(serve.serve)
+app.add_typer(serve.account_app, name="account")
 
 
 def _version(value: bool) -> None:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from consentgate.cli.context import Context, console, ctx
 from consentgate.decisions import Decision
-from consentgate.demo import DATES, PERSONAS, decision_grid, load_population
+from consentgate.demo import DATES, PERSONAS, create_demo_accounts, decision_grid, load_population
 from consentgate.demo_network import MODEL, run_tour
 from consentgate.ledger.store import Ledger
 from consentgate.policy import diff_policies
@@ -90,6 +90,14 @@ def demo(
     records: Annotated[
         int, typer.Option(help="Records of the synthetic network (0: no snapshots).")
     ] = 200_000,
+    serve: Annotated[
+        bool | None,
+        typer.Option(
+            "--serve/--no-serve",
+            help="Serve the portal on the demo data afterwards (default: ask when run in a terminal).",
+        ),
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 8000,
 ) -> None:
     """Show the regime at work: who may be used for what, and why, before and after 2025-11-03."""
     context = ctx(typer_ctx)
@@ -157,6 +165,11 @@ def demo(
         f"\naudit: hash chain {'intact' if report.ok else 'BROKEN: ' + str(report.problem)} "
         f"over {report.events_checked} events",
     )
+    accounts = create_demo_accounts(ledger)
+    logins = Table("username", "password", "who", title="Demo logins for the portal", title_justify="left")
+    for username, password, who in accounts:
+        logins.add_row(username, password, who)
+    console.print(logins)
     console.print("\nTry:")
     cli = _command()
     for line in (
@@ -179,3 +192,14 @@ def demo(
         ),
     ):
         console.print(f"  {line}", soft_wrap=True)
+    console.print(
+        f"  {cli} --db {url} serve --port {port}   (the portal: log in with a demo login above)"
+    )
+    if serve is None:
+        serve = sys.stdin.isatty() and typer.confirm(
+            f"\nServe the portal on http://127.0.0.1:{port}/ now?", default=True
+        )
+    if serve:
+        from consentgate.cli.serve import serve as serve_command
+
+        serve_command(typer_ctx, port=port)

@@ -1,0 +1,148 @@
+"""``consentgate serve`` and ``consentgate account create | list``: run the portal, manage logins."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from consentgate.cli.context import console, ctx, err_console, print_json
+from consentgate.exceptions import InputError
+from consentgate.web.accounts import AccountStore, Role
+
+account_app = typer.Typer(
+    help="Portal logins for members and DPOs (argon2-hashed passwords).", no_args_is_help=True
+)
+
+
+def _secret(secret_file: Path | None) -> str:
+    """The session-signing key: from a file (created with a random key if missing), env, or random."""
+    if secret_file is not None:
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_urlsafe(48) + "\n", encoding="utf-8")
+            secret_file.chmod(0o600)
+        key = secret_file.read_text(encoding="utf-8").strip()
+        if len(key) < 32:
+            raise InputError(f"{secret_file}: the secret key must be at least 32 characters")
+        return key
+    env = os.environ.get("CONSENTGATE_SECRET_KEY")
+    if env:
+        return env
+    err_console.print(
+        "note: no --secret-file and no CONSENTGATE_SECRET_KEY: sessions end when the server restarts",
+    )
+    return secrets.token_urlsafe(48)
+
+
+def serve(
+    typer_ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(help="File with the key that signs session cookies (created if missing)."),
+    ] = None,
+    secure_cookies: Annotated[
+        bool, typer.Option(help="Mark session cookies Secure (when served over HTTPS).")
+    ] = False,
+    trusted_header: Annotated[
+        str | None,
+        typer.Option(
+            help="Single sign-on mode: trust this request header (e.g. X-Forwarded-User) to name the "
+            "logged-in user, from --trusted-proxy addresses only. Off by default."
+        ),
+    ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(help="Network allowed to send --trusted-header (repeatable; default loopback)."),
+    ] = None,
+) -> None:
+    """Serve the member portal, the DPO console and the JSON API (/api/v1) with uvicorn."""
+    import uvicorn
+
+    from consentgate.web import PortalConfig, create_app
+
+    context = ctx(typer_ctx)
+    ledger = context.ledger()
+    config = PortalConfig(
+        db=context.db,
+        secret_key=_secret(secret_file),
+        secure_cookies=secure_cookies,
+        trusted_header=trusted_header,
+        trusted_proxies=tuple(trusted_proxy) if trusted_proxy else ("127.0.0.1/32", "::1/128"),
+    )
+    app = create_app(config, ledger=ledger, timeline=context.timeline)
+    console.print(f"consentgate portal on http://{host}:{port}/  (ledger {context.db}; Ctrl-C stops)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@account_app.command("create")
+def account_create(
+    typer_ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    member: Annotated[int | None, typer.Option(help="The member this login belongs to.")] = None,
+    dpo: Annotated[bool, typer.Option("--dpo", help="A data-protection officer (console access).")] = False,
+    language: Annotated[str | None, typer.Option(help="en or de (default: the browser's).")] = None,
+    password_env: Annotated[
+        str | None,
+        typer.Option(help="Read the password from this environment variable instead of a prompt."),
+    ] = None,
+) -> None:
+    """Create a login. The password is asked for (or read from --password-env), never an argument."""
+    if dpo == (member is not None):
+        raise InputError("give exactly one of --member M or --dpo")
+    if password_env is not None:
+        password = os.environ.get(password_env, "")
+        if not password:
+            raise InputError(f"--password-env: the environment variable {password_env} is empty or unset")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    context = ctx(typer_ctx)
+    ledger = context.ledger()
+    if member is not None:
+        from consentgate.decisions import member_state
+
+        if not member_state(ledger, member, ledger.clock()).known:
+            raise InputError(f"--member: member {member} is not in the ledger (import it first)")
+    account = AccountStore(ledger).create_account(
+        username=username,
+        password=password,
+        role=Role.dpo if dpo else Role.member,
+        member_id=member,
+        language=language,
+    )
+    console.print(
+        f"created {account.role} login {account.username!r}" + (f" for member {member}" if member else "")
+    )
+
+
+@account_app.command("list")
+def account_list(
+    typer_ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List logins (never their passwords or hashes)."""
+    accounts = AccountStore(ctx(typer_ctx).ledger()).accounts()
+    if as_json:
+        print_json(
+            [
+                {
+                    "username": a.username,
+                    "role": str(a.role),
+                    "member_id": a.member_id,
+                    "language": a.language,
+                }
+                for a in accounts
+            ]
+        )
+        return
+    table = Table("username", "role", "member", "language")
+    for a in accounts:
+        table.add_row(
+            a.username, str(a.role), "" if a.member_id is None else str(a.member_id), a.language or ""
+        )
+    console.print(table)
