@@ -17,11 +17,14 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
 from fastapi.staticfiles import StaticFiles
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from consentgate.ledger.store import Ledger
 from consentgate.web import PortalConfig, create_app
+from consentgate.web import accounts as accounts_module
 from consentgate.web.accounts import AccountStore, Role
 from tests.conftest import register
 
@@ -42,6 +45,12 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2's cheapest profile: hashing at production cost would dominate the run time."""
+    monkeypatch.setattr(accounts_module, "hasher", PasswordHasher.from_parameters(CHEAPEST))
 
 
 @pytest.fixture

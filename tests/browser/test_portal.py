@@ -15,7 +15,9 @@ def _portal(live: LivePortal) -> Portal:
     return Portal(PortalConfig(db="(check)"), live.ledger)
 
 
-def test_member_switches_gen_ai_off_and_sees_receipt_and_new_state(live_portal: LivePortal, page: Page) -> None:
+def test_member_switches_gen_ai_off_and_sees_receipt_and_new_state(
+    live_portal: LivePortal, page: Page
+) -> None:
     log_in(page, live_portal.url, "anna")
     # The first page after login explains the policy change and chooses nothing for the member.
     expect(page.locator("h1")).to_have_text("What has changed")
@@ -81,7 +83,9 @@ def test_objection_upheld_by_dpo_is_visible_to_the_member(live_portal: LivePorta
     screenshot(page, "console")
     page.goto(f"{live_portal.url}/console/objections/{reference.group(0)}")
     uphold = page.locator("form[action$='/decide']").filter(has=page.locator("input[value=uphold]"))
-    uphold.locator("textarea, input[name=reason]").first.fill("Upheld: no compelling grounds outweigh the member's.")
+    uphold.locator("textarea, input[name=reason]").first.fill(
+        "Upheld: no compelling grounds outweigh the member's."
+    )
     uphold.locator("button[type=submit]").click()
     expect(page.locator("body")).to_contain_text("upheld")
     log_out(page)

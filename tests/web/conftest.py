@@ -11,11 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from consentgate.ledger.store import Ledger
 from consentgate.web import PortalConfig, create_app
+from consentgate.web import accounts as accounts_module
 from consentgate.web.accounts import AccountStore, Role, Scope
 from tests.conftest import register
 
@@ -31,6 +34,12 @@ class Tokens:
 
     full: str
     by_scope: dict[Scope, str]
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2's cheapest profile: hashing at production cost would dominate the run time."""
+    monkeypatch.setattr(accounts_module, "hasher", PasswordHasher.from_parameters(CHEAPEST))
 
 
 @pytest.fixture

@@ -42,10 +42,21 @@ class Scope(StrEnum):
 
 LANGUAGES = ("en", "de")
 TOKEN_PREFIX = "cgt"  # noqa: S105 (a public prefix that marks consentgate tokens, not a secret)
-_hasher = PasswordHasher()
-# Verifying against this when the user does not exist keeps the timing of "no such user" and
-# "wrong password" alike, so login responses do not reveal which usernames exist.
-_DUMMY_HASH = _hasher.hash("consentgate: no such account")
+hasher = PasswordHasher()
+"""argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile). Tests swap in a cheap profile."""
+_dummy: dict[str, str] = {}
+
+
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist, made with the current parameters.
+
+    It keeps the cost of "no such user" and "wrong password" alike, so login timing does not reveal
+    which usernames exist.
+    """
+    key = repr((hasher.time_cost, hasher.memory_cost, hasher.parallelism))
+    if key not in _dummy:
+        _dummy[key] = hasher.hash("consentgate: no such account")
+    return _dummy[key]
 
 
 @dataclass(frozen=True)
@@ -119,7 +130,7 @@ class AccountStore:
             raise InputError(f"language: expected one of {', '.join(LANGUAGES)}")
         values = {
             "username": username,
-            "password_hash": _hasher.hash(password),
+            "password_hash": hasher.hash(password),
             "role": str(role),
             "member_id": member_id,
             "language": language,
@@ -149,9 +160,9 @@ class AccountStore:
             row = conn.execute(
                 select(accounts).where(accounts.c.username == username.strip().lower())
             ).first()
-        stored = _DUMMY_HASH if row is None else str(row.password_hash)
+        stored = _dummy_hash() if row is None else str(row.password_hash)
         try:
-            _hasher.verify(stored, password)
+            hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return None
         if row is None:

@@ -1,0 +1,132 @@
+"""Login, sessions, CSRF, security headers, rate limiting and the single-sign-on header mode."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from consentgate.ledger.store import Ledger
+from consentgate.web import PortalConfig, create_app
+from consentgate.web.accounts import AccountStore
+from tests.web.conftest import PASSWORD, csrf_of, login
+
+
+def test_login_sets_a_signed_httponly_samesite_cookie_and_a_fresh_session(client: TestClient) -> None:
+    before = csrf_of(client)
+    response = client.post(
+        "/login",
+        data={"username": "anna", "password": PASSWORD, "csrf_token": before},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/settings"
+    cookie = response.headers["set-cookie"].lower()
+    assert "consentgate_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    assert csrf_of(client) != before, "the CSRF token of the anonymous session does not survive login"
+
+
+def test_a_forged_session_cookie_is_anonymous(client: TestClient) -> None:
+    login(client, "anna")
+    value = client.cookies["consentgate_session"]
+    client.cookies.clear()
+    client.cookies.set("consentgate_session", value[:-3] + ("AAA" if not value.endswith("AAA") else "BBB"))
+    response = client.get("/settings", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith("/login")
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(client: TestClient) -> None:
+    token = csrf_of(client)
+    wrong = client.post("/login", data={"username": "anna", "password": "nope-nope", "csrf_token": token})
+    unknown = client.post("/login", data={"username": "zed", "password": "nope-nope", "csrf_token": token})
+    assert wrong.status_code == unknown.status_code == 401
+    assert "Wrong username or password." in wrong.text and "Wrong username or password." in unknown.text
+
+
+def test_login_is_rate_limited_per_client_and_username(client: TestClient) -> None:
+    token = csrf_of(client)
+    for _ in range(5):
+        client.post("/login", data={"username": "anna", "password": "wrong-password", "csrf_token": token})
+    blocked = client.post("/login", data={"username": "anna", "password": PASSWORD, "csrf_token": token})
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+    assert "Too many failed attempts" in blocked.text
+    # Another username is not locked out by someone guessing anna's password.
+    assert login(client, "james")
+
+
+def test_every_form_post_needs_the_session_csrf_token(client: TestClient) -> None:
+    token = login(client, "anna")
+    for path, data in (
+        ("/settings/genai_improvement", {"value": "off"}),
+        ("/settings/none", {}),
+        ("/objections", {"purposes": "ml.non_generative"}),
+        ("/language", {"language": "de"}),
+        ("/logout", {}),
+    ):
+        assert client.post(path, data=data, follow_redirects=False).status_code == 403, path
+        wrong = {**data, "csrf_token": token[:-2] + "xx"}
+        assert client.post(path, data=wrong, follow_redirects=False).status_code == 403, path
+    ok = client.post(
+        "/settings/genai_improvement", data={"value": "off", "csrf_token": token}, follow_redirects=False
+    )
+    assert ok.status_code == 303
+
+
+def test_security_headers_and_no_inline_script(client: TestClient) -> None:
+    login(client, "anna")
+    for path in ("/login", "/notice", "/settings", "/data", "/objections", "/api/v1/openapi.json"):
+        response = client.get(path)
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["cache-control"] == "no-store"
+        if response.headers["content-type"].startswith("text/html"):
+            assert not re.search(r"<script(?![^>]*\bsrc=)", response.text), f"inline script on {path}"
+            assert " style=" not in response.text and "<style" not in response.text, path
+
+
+def test_next_parameter_cannot_redirect_off_site(client: TestClient) -> None:
+    token = csrf_of(client)
+    for target in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+        response = client.post(
+            "/login",
+            data={"username": "anna", "password": PASSWORD, "csrf_token": token, "next": target},
+            follow_redirects=False,
+        )
+        assert response.headers["location"] == "/settings", target
+        client.cookies.clear()
+        token = csrf_of(client)
+
+
+def _sso_app(ledger: Ledger, proxies: tuple[str, ...]) -> FastAPI:
+    config = PortalConfig(
+        db="(test)", secret_key="k", trusted_header="X-Forwarded-User", trusted_proxies=proxies
+    )
+    return create_app(config, ledger=ledger)
+
+
+def test_trusted_header_mode_is_off_by_default(client: TestClient) -> None:
+    response = client.get("/settings", headers={"X-Forwarded-User": "anna"}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith("/login")
+
+
+def test_trusted_header_mode_accepts_the_proxy_only(portal_ledger: Ledger) -> None:
+    # TestClient connects from "testclient", which is no IP address: never a trusted proxy.
+    with TestClient(_sso_app(portal_ledger, ("0.0.0.0/0",))) as outsider:
+        assert outsider.get("/settings", headers={"X-Forwarded-User": "anna"}).status_code == 403
+    with TestClient(_sso_app(portal_ledger, ("0.0.0.0/0",)), client=("10.1.2.3", 5000)) as proxied:
+        page = proxied.get("/notice", headers={"X-Forwarded-User": "anna"})
+        assert page.status_code == 200 and "What has changed" in page.text
+        # Header-authenticated requests carry no ambient cookie credentials: no CSRF token needed.
+        changed = proxied.post(
+            "/settings/genai_improvement",
+            data={"value": "off"},
+            headers={"X-Forwarded-User": "anna"},
+            follow_redirects=False,
+        )
+        assert changed.status_code == 303
+        assert proxied.get("/settings", headers={"X-Forwarded-User": "nobody"}).status_code == 403
+    with TestClient(_sso_app(portal_ledger, ("192.168.0.0/16",)), client=("10.1.2.3", 5000)) as spoofed:
+        assert spoofed.get("/settings", headers={"X-Forwarded-User": "dpo"}).status_code == 403
+    assert AccountStore(portal_ledger).get("anna") is not None
