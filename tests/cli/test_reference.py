@@ -46,5 +46,8 @@ def test_every_documented_command_of_the_issue_exists() -> None:
         "policy validate",
         "policy diff",
         "taxonomy export",
+        "token create",
+        "token list",
+        "token revoke",
     ):
         assert command in paths

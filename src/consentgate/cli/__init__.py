@@ -20,6 +20,7 @@ from consentgate.cli import (
     snapshots,
     synth,
     taxonomy,
+    tokens,
 )
 from consentgate.cli.context import Context, err_console
 from consentgate.exceptions import ConsentgateError
@@ -39,6 +40,7 @@ app.add_typer(ledger.members_app, name="members")
 app.add_typer(ledger.member_app, name="member")
 app.add_typer(objections.app, name="objection")
 app.add_typer(audit.app, name="audit")
+app.add_typer(tokens.app, name="token")
 app.command("init")(ledger.init)
 app.command("explain")(decisions.explain)
 app.command("demo")(demo.demo)

@@ -1,7 +1,440 @@
-"""Routes (being written)."""
+"""The JSON API under ``/api/v1``: settings with receipts, decisions, objections, snapshots, lineage.
+
+Every route names what it needs (``scoped(...)``): a service token with the scope, a DPO, or, where
+it is about one member, that member logged in. State-changing routes ridden by a session cookie
+need the ``X-CSRF-Token`` header. Domain errors keep their status (400, 404, 409) and become
+``{"detail": "..."}``; malformed requests are 422 with the field named.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+from datetime import datetime
+from typing import Annotated, Any
 
-router = APIRouter(prefix="/api/v1")
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
+from fastapi.security import HTTPBearer
+
+from consentgate.decisions import member_state
+from consentgate.exceptions import InputError, NotFoundError, TaxonomyError
+from consentgate.ledger.events import LedgerEvent, Source
+from consentgate.ledger.state import MemberState, ObjectionStatus
+from consentgate.objections import file_objection, get_objection, list_objections
+from consentgate.snapshots.lineage import member_lineage
+from consentgate.snapshots.registry import Registry, SnapshotEntry
+from consentgate.timeutil import from_micros
+from consentgate.web import member
+from consentgate.web.accounts import Scope
+from consentgate.web.auth import CSRFChecked, PortalDep, Principal, resolve_principal, scoped
+from consentgate.web.schemas import (
+    MAX_MEMBER_ID,
+    DecisionBatch,
+    DecisionBatchRequest,
+    DecisionPublic,
+    ErrorPublic,
+    Instant,
+    LastChange,
+    MemberLineagePublic,
+    ObjectionCreate,
+    ObjectionPublic,
+    ObjectionReceipt,
+    ObjectionsPublic,
+    PolicyRef,
+    PurposeUsePublic,
+    Receipt,
+    ReceiptPublic,
+    SettingChange,
+    SettingPublic,
+    SettingsPublic,
+    SnapshotPublic,
+    SnapshotsPublic,
+    TextPublic,
+    ValidationErrorPublic,
+)
+from consentgate.web.state import Portal
+
+# Documents the bearer scheme in the OpenAPI document; ``resolve_principal`` does the checking.
+_bearer = HTTPBearer(auto_error=False, description="A service token: `Authorization: Bearer cgt_…`.")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorPublic, "description": "Bad input (the message names the field)."},
+    401: {"model": ErrorPublic, "description": "No bearer token and no session."},
+    403: {"model": ErrorPublic, "description": "Authenticated, but not allowed (scope, role or member)."},
+    404: {"model": ErrorPublic, "description": "Unknown member, setting, objection or snapshot."},
+    422: {"model": ValidationErrorPublic, "description": "The request does not have the documented form."},
+}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorPublic, "description": "The Idempotency-Key was used for another request."},
+}
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS, dependencies=[Depends(_bearer)])
+
+MemberPath = Annotated[int, Path(ge=1, le=MAX_MEMBER_ID, description="Member id.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[!-~]+$",
+        description="Makes retries safe: the same key with the same request returns the first receipt; "
+        "with another request it is a 409.",
+    ),
+]
+
+
+def _source(principal: Principal) -> Source:
+    if principal.kind == "member":
+        return Source.member
+    if principal.kind == "dpo":
+        return Source.dpo
+    return Source.system
+
+
+def _idempotency(kind: str, member_id: int, key: str | None) -> str | None:
+    """The ledger key for a client's Idempotency-Key: per member, so members' keys never collide."""
+    return None if key is None else f"api:{kind}:{member_id}:{key}"
+
+
+def _require_known(portal: Portal, member_id: int) -> MemberState:
+    state = member_state(portal.ledger, member_id, portal.now())
+    if not state.known:
+        raise NotFoundError(f"member_id: member {member_id} is not in the ledger")
+    return state
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def _last_change(event: LedgerEvent | None) -> LastChange | None:
+    if event is None:
+        return None
+    return LastChange(seq=event.seq, effective_at=event.effective, source=event.source)
+
+
+@router.get(
+    "/members/{member_id}/settings",
+    response_model=SettingsPublic,
+    summary="Every setting of a member, with its value, default and the purposes it governs",
+    tags=["settings"],
+    dependencies=[scoped(Scope.settings_read, member_self=True)],
+)
+def get_settings(member_id: MemberPath, portal: PortalDep) -> SettingsPublic:
+    at = portal.now()
+    view = member.settings_view(portal, member_id, at)
+    rows = [
+        SettingPublic(
+            key=row.key,
+            label=TextPublic(en=row.setting.label.en, de=row.setting.label.de),
+            group=str(row.setting.group),
+            section=row.setting.section,
+            kind=str(row.setting.kind),
+            value=row.value,
+            explicit=row.explicit is not None,
+            default=row.default,
+            last_change=_last_change(row.explicit),
+            purposes=[
+                PurposeUsePublic(
+                    purpose=u.purpose, name=u.name, legal_basis=None if u.basis is None else str(u.basis)
+                )
+                for u in row.uses
+            ],
+        )
+        for row in view.rows()
+    ]
+    policy = None if view.policy is None else PolicyRef(id=view.policy.id, version=view.policy.version)
+    return SettingsPublic(member_id=member_id, at=at, region=view.region, policy=policy, settings=rows)
+
+
+@router.put(
+    "/members/{member_id}/settings/{key}",
+    response_model=ReceiptPublic,
+    summary="Switch a setting on or off; returns the ledger receipt",
+    tags=["settings"],
+    responses=CONFLICT,
+    dependencies=[CSRFChecked],
+)
+def put_setting(
+    member_id: MemberPath,
+    key: Annotated[str, Path(max_length=100, pattern=r"^[a-z][a-z0-9_]*$", description="Setting key.")],
+    change: SettingChange,
+    portal: PortalDep,
+    principal: Annotated[Principal, scoped(Scope.settings_write, member_self=True)],
+    idempotency_key: IdempotencyKey = None,
+) -> ReceiptPublic:
+    if key not in portal.taxonomy.settings:
+        raise NotFoundError(f"key: unknown setting {key!r}")
+    try:
+        portal.taxonomy.toggle(key)
+    except TaxonomyError as exc:
+        raise InputError(f"key: {exc}") from None
+    event = member.change_setting(
+        portal,
+        member_id=member_id,
+        key=key,
+        value=change.value,
+        actor=principal.actor,
+        idempotency_key=_idempotency("setting", member_id, idempotency_key),
+        source=_source(principal),
+    )
+    return ReceiptPublic(
+        receipt=Receipt(
+            seq=event.seq,
+            hash=event.hash,
+            prev_hash=event.prev_hash,
+            member_id=event.member_id,
+            key=event.key,
+            value=event.value == "true",
+            effective_at=event.effective,
+            recorded_at=event.recorded,
+            source=event.source,
+            actor=event.actor,
+            idempotency_key=event.idempotency_key,
+        )
+    )
+
+
+# --- decisions ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/decisions",
+    response_model=DecisionPublic,
+    summary="May this member's data of this category be used for this purpose at this time? And why",
+    tags=["decisions"],
+    dependencies=[scoped(Scope.decisions_read)],
+)
+def get_decision(
+    portal: PortalDep,
+    member_id: Annotated[int, Query(ge=1, le=MAX_MEMBER_ID, description="Member id.")],
+    category: Annotated[str, Query(min_length=1, max_length=200, description="Category key.")],
+    purpose: Annotated[str, Query(min_length=1, max_length=200, description="Purpose key.")],
+    at: Annotated[
+        Instant | None,
+        Query(description="ISO 8601 instant with offset (a bare date = 00:00Z); default: now."),
+    ] = None,
+) -> Response:
+    state = member_state(portal.ledger, member_id, at or portal.now())
+    return _json(portal.engine.decide_state(state, category, purpose).to_dict())
+
+
+def _json(data: dict[str, Any]) -> Response:
+    """A decision's JSON as ``Decision.to_dict`` (and ``consentgate explain --json``) gives it.
+
+    Absent reason fields (``seq``, ``setting``, ``reference``) are left out, as in the CLI's output.
+    """
+    return Response(
+        json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode(), media_type="application/json"
+    )
+
+
+@router.post(
+    "/decisions",
+    response_model=DecisionBatch,
+    summary="Many decisions in one request (up to 10,000), answered in order",
+    tags=["decisions"],
+    dependencies=[scoped(Scope.decisions_read)],
+)
+def post_decisions(batch: DecisionBatchRequest, portal: PortalDep) -> Response:
+    """Each member's state is read once per instant; identical questions share one answer.
+
+    The decisions are serialised straight from :meth:`Decision.to_dict` (the shape ``DecisionPublic``
+    documents and the tests check): validating 10,000 of them again would triple the response time.
+    """
+    now = portal.now()
+    states: dict[tuple[int, datetime], MemberState] = {}
+    answers: dict[tuple[int, datetime, str, str], dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for item in batch.requests:
+        at = item.at or now
+        question = (item.member_id, at, item.category, item.purpose)
+        answer = answers.get(question)
+        if answer is None:
+            state = states.get((item.member_id, at))
+            if state is None:
+                state = member_state(portal.ledger, item.member_id, at)
+                states[(item.member_id, at)] = state
+            answer = portal.engine.decide_state(state, item.category, item.purpose).to_dict()
+            answers[question] = answer
+        out.append(answer)
+    return _json({"decisions": out})
+
+
+# --- objections ---------------------------------------------------------------------------------
+
+
+def _objection(status: ObjectionStatus, at: datetime) -> ObjectionPublic:
+    return ObjectionPublic(
+        reference=status.reference,
+        member_id=status.member_id,
+        purposes=list(status.purposes),
+        grounds=status.grounds,
+        received_at=status.received_at,
+        due=status.due,
+        extended_by_months=status.extension_months,
+        status=str(status.outcome),
+        automatic=status.automatic,
+        reason=status.decision_reason,
+        decided_at=None if status.decision is None else from_micros(status.decision.effective_at),
+        overdue=status.overdue(at),
+    )
+
+
+def _objection_reader(request: Request) -> Principal:
+    """objections:read for tokens; DPOs; members too, whose access the route narrows to their own."""
+    principal = resolve_principal(request)
+    if principal.kind == "anonymous":
+        raise HTTPException(401, "authentication required: a bearer token or a session")
+    if principal.kind == "token" and Scope.objections_read not in principal.scopes:
+        raise HTTPException(403, f"this token lacks the scope {Scope.objections_read.value}")
+    if principal.kind not in ("token", "dpo", "member"):
+        raise HTTPException(403, f"needs a token with the scope {Scope.objections_read.value}")
+    return principal
+
+
+@router.get(
+    "/members/{member_id}/objections",
+    response_model=ObjectionsPublic,
+    summary="A member's objections (Art. 21), by due date",
+    tags=["objections"],
+    dependencies=[scoped(Scope.objections_read, member_self=True)],
+)
+def get_member_objections(member_id: MemberPath, portal: PortalDep) -> ObjectionsPublic:
+    _require_known(portal, member_id)
+    now = portal.now()
+    statuses = [s for s in list_objections(portal.ledger, at=now) if s.member_id == member_id]
+    return ObjectionsPublic(objections=[_objection(s, now) for s in statuses])
+
+
+@router.post(
+    "/members/{member_id}/objections",
+    response_model=ObjectionReceipt,
+    status_code=201,
+    summary="Object to purposes (Art. 21); processing for them is restricted at once",
+    tags=["objections"],
+    responses=CONFLICT,
+    dependencies=[CSRFChecked],
+)
+def post_objection(
+    member_id: MemberPath,
+    body: ObjectionCreate,
+    portal: PortalDep,
+    principal: Annotated[Principal, scoped(Scope.objections_write, member_self=True)],
+    idempotency_key: IdempotencyKey = None,
+) -> ObjectionReceipt:
+    for purpose in body.purposes:
+        if purpose not in portal.taxonomy.purposes:
+            raise InputError(f"purposes: unknown purpose {purpose!r}")
+    statuses = file_objection(
+        portal.ledger,
+        portal.taxonomy,
+        member_id=member_id,
+        purposes=body.purposes,
+        at=None,
+        grounds=body.grounds,
+        source=_source(principal),
+        actor=principal.actor,
+        idempotency_key=_idempotency("objection", member_id, idempotency_key),
+    )
+    now = portal.now()
+    return ObjectionReceipt(objections=[_objection(s, now) for s in statuses])
+
+
+@router.get(
+    "/objections/{reference}",
+    response_model=ObjectionPublic,
+    summary="One objection by its reference (members: only their own)",
+    tags=["objections"],
+)
+def get_objection_by_reference(
+    reference: Annotated[
+        str, Path(max_length=40, pattern=r"^[A-Za-z0-9-]+$", description="Reference, e.g. OBJ-1A2B3C4D5E.")
+    ],
+    portal: PortalDep,
+    principal: Annotated[Principal, Depends(_objection_reader)],
+) -> ObjectionPublic:
+    status = get_objection(portal.ledger, reference)
+    if principal.kind == "member" and status.member_id != principal.member_id:
+        raise HTTPException(403, "a member may see only their own objections")
+    return _objection(status, portal.now())
+
+
+@router.get(
+    "/objections",
+    response_model=ObjectionsPublic,
+    summary="All objections by due date (DPO and service tokens)",
+    tags=["objections"],
+    dependencies=[scoped(Scope.objections_read)],
+)
+def get_objections(
+    portal: PortalDep,
+    overdue: Annotated[bool, Query(description="Only objections past their due date.")] = False,
+) -> ObjectionsPublic:
+    now = portal.now()
+    statuses = list_objections(portal.ledger, at=now, overdue_only=overdue)
+    return ObjectionsPublic(objections=[_objection(s, now) for s in statuses])
+
+
+# --- snapshots and lineage ----------------------------------------------------------------------
+
+
+def _snapshot(entry: SnapshotEntry) -> SnapshotPublic:
+    return SnapshotPublic(
+        snapshot_id=entry.snapshot_id,
+        kind=entry.kind,
+        purpose=entry.purpose,
+        as_of=entry.as_of,
+        watermark=entry.watermark,
+        policy=entry.policy_ref,
+        engine=entry.engine,
+        records=entry.records,
+        members=entry.members,
+        manifest_sha256=entry.manifest_sha256,
+        registered_at=entry.registered_at,
+    )
+
+
+@router.get(
+    "/snapshots",
+    response_model=SnapshotsPublic,
+    summary="Registered snapshots",
+    tags=["lineage"],
+    dependencies=[scoped(Scope.lineage_read)],
+)
+def get_snapshots(
+    portal: PortalDep,
+    purpose: Annotated[
+        str | None,
+        Query(max_length=200, pattern=r"^[a-z0-9._]+$", description="Only snapshots for this purpose."),
+    ] = None,
+) -> SnapshotsPublic:
+    entries = Registry(portal.ledger).snapshots(purpose=purpose)
+    return SnapshotsPublic(snapshots=[_snapshot(e) for e in entries])
+
+
+@router.get(
+    "/snapshots/{snapshot_id}",
+    response_model=SnapshotPublic,
+    summary="One registered snapshot",
+    tags=["lineage"],
+    dependencies=[scoped(Scope.lineage_read)],
+)
+def get_snapshot(
+    snapshot_id: Annotated[
+        str, Path(max_length=300, pattern=r"^[A-Za-z0-9._:-]+$", description="Snapshot id.")
+    ],
+    portal: PortalDep,
+) -> SnapshotPublic:
+    return _snapshot(Registry(portal.ledger).require(snapshot_id))
+
+
+@router.get(
+    "/members/{member_id}/lineage",
+    response_model=MemberLineagePublic,
+    summary="Where a member's data went: the snapshots and models that hold it",
+    tags=["lineage"],
+    dependencies=[scoped(Scope.lineage_read, member_self=True)],
+)
+def get_member_lineage(member_id: MemberPath, portal: PortalDep) -> dict[str, Any]:
+    _require_known(portal, member_id)
+    return member_lineage(Registry(portal.ledger), member_id).to_dict()
