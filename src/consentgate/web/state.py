@@ -17,6 +17,7 @@ from consentgate.taxonomy import Taxonomy, load_taxonomy
 from consentgate.web.accounts import AccountStore
 from consentgate.web.i18n import Translations, load_translations
 from consentgate.web.ratelimit import LoginLimiter
+from consentgate.web.writer import GroupCommitWriter
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Portal:
         self.ledger = ledger
         self._timeline = timeline
         self.limiter = LoginLimiter(config.login_attempts, config.login_window_seconds)
+        self.writer = GroupCommitWriter(ledger)
+        """Group commit for ``append``: its thread starts on first use; ``close()`` stops it."""
 
     @cached_property
     def taxonomy(self) -> Taxonomy:
@@ -79,5 +82,13 @@ class Portal:
         return self.ledger.clock()
 
     def append(self, drafts: Sequence[EventDraft]) -> list[LedgerEvent]:
-        """Append events for a request; returns them once they are durable (the receipt)."""
-        return self.ledger.append(drafts)
+        """Append events for a request; returns them once they are durable (the receipt).
+
+        Concurrent requests share one transaction (group commit, ``writer.py``); a request that
+        fails (e.g. an idempotency conflict) fails alone.
+        """
+        return self.writer.append(drafts)
+
+    def close(self) -> None:
+        """Commit pending appends and stop the writer thread (on application shutdown)."""
+        self.writer.close()
