@@ -71,8 +71,15 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+POOL = {"pool_size": 16, "max_overflow": 16}
+"""Connections kept per engine. The portal serves from a pool of 40 threads; with SQLAlchemy's
+default of 5 kept connections, every further one was opened and closed per request (a tenth of an
+API write's cost in bench/portal.py)."""
+
+
 def create_ledger_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for the ledger at ``url`` with the settings durability needs."""
+    kwargs = {**POOL, **kwargs}
     normalised = normalise_url(url)
     try:
         parsed = make_url(normalised)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from consentgate.exceptions import IdempotencyConflict, InputError, LedgerError, LedgerNotInitialised
 from consentgate.ledger.database import (
+    POOL,
     SQLITE_MMAP_SIZE,
     WRITE,
     create_ledger_engine,
@@ -79,7 +80,7 @@ class Ledger:
         # The hot read path of decide(): on PostgreSQL a pool without pre-ping and in autocommit
         # saves three of four round trips per call (ping, BEGIN, ROLLBACK on return).
         self._reader = (
-            create_engine(engine.url, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+            create_engine(engine.url, pool_pre_ping=False, isolation_level="AUTOCOMMIT", **POOL)
             if self.dialect == "postgresql"
             else engine
         )

@@ -136,7 +136,7 @@ async def check_csrf(request: Request) -> None:
         raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
 
 
-def require_member(request: Request) -> Principal:
+async def require_member(request: Request) -> Principal:
     principal = resolve_principal(request)
     if principal.kind == "anonymous":
         raise HTTPException(401, "log in first")
@@ -145,7 +145,7 @@ def require_member(request: Request) -> Principal:
     return principal
 
 
-def require_dpo(request: Request) -> Principal:
+async def require_dpo(request: Request) -> Principal:
     principal = resolve_principal(request)
     if principal.kind == "anonymous":
         raise HTTPException(401, "log in first")
@@ -160,7 +160,7 @@ def scoped(scope: Scope, *, member_self: bool = False, dpo: bool = True) -> Any:
     ``member_self`` lets a logged-in member use the route for their own ``member_id`` path value.
     """
 
-    def dependency(request: Request) -> Principal:
+    async def dependency(request: Request) -> Principal:
         principal = resolve_principal(request)
         if principal.kind == "anonymous":
             raise HTTPException(401, "authentication required: a bearer token or a session")
@@ -180,8 +180,21 @@ def scoped(scope: Scope, *, member_self: bool = False, dpo: bool = True) -> Any:
     return Depends(dependency)
 
 
-PortalDep = Annotated[Portal, Depends(portal_of)]
-PrincipalDep = Annotated[Principal, Depends(resolve_principal)]
+# Dependencies are ``async def`` so FastAPI calls them on the event loop: a plain ``def`` dependency
+# costs a hop through the thread pool per request. They do no I/O but the principal's look-up, which
+# reads the database only when a token or account is not in AccountStore's short-lived cache.
+
+
+async def _portal(request: Request) -> Portal:
+    return portal_of(request)
+
+
+async def _principal(request: Request) -> Principal:
+    return resolve_principal(request)
+
+
+PortalDep = Annotated[Portal, Depends(_portal)]
+PrincipalDep = Annotated[Principal, Depends(_principal)]
 CurrentMember = Annotated[Principal, Depends(require_member)]
 CurrentDPO = Annotated[Principal, Depends(require_dpo)]
 CSRFChecked = Depends(check_csrf)

@@ -165,7 +165,8 @@ def change_setting(
 ) -> LedgerEvent:
     """Record the member's choice; the stored event is the receipt. Retries with the same key are safe."""
     portal.taxonomy.toggle(key)
-    _state(portal, member_id, portal.now())
+    if not portal.known_member(member_id):
+        raise NotFoundError(f"member {member_id} is not in the ledger")
     key_ = idempotency_key or f"setting:{uuid.uuid4().hex}"
     [event] = portal.append([_draft(member_id, key, value, source, actor, key_)])
     return event

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
-from consentgate.decisions import DecisionEngine
+from consentgate.decisions import DecisionEngine, member_state
 from consentgate.ledger.events import EventDraft, LedgerEvent
 from consentgate.ledger.store import Ledger
 from consentgate.policy import Timeline, load_timeline
@@ -47,6 +48,9 @@ class PortalConfig:
         return any(address in ipaddress.ip_network(net) for net in self.trusted_proxies)
 
 
+KNOWN_MEMBER_SECONDS = 5.0
+
+
 class Portal:
     """The application's long-lived objects, shared by every request (``app.state.portal``)."""
 
@@ -55,6 +59,7 @@ class Portal:
         self.ledger = ledger
         self._timeline = timeline
         self.limiter = LoginLimiter(config.login_attempts, config.login_window_seconds)
+        self._known: dict[int, float] = {}
         self.writer = GroupCommitWriter(ledger)
         """Group commit for ``append``: its thread starts on first use; ``close()`` stops it."""
 
@@ -77,6 +82,22 @@ class Portal:
     @cached_property
     def translations(self) -> Translations:
         return load_translations()
+
+    def known_member(self, member_id: int) -> bool:
+        """Whether the ledger knows ``member_id`` now; a "yes" is remembered for a few seconds.
+
+        Only positive answers are cached: a newly registered member is seen at once, and a write for
+        an unknown member always reaches the ledger's answer.
+        """
+        now = time.monotonic()
+        if self._known.get(member_id, 0.0) > now:
+            return True
+        known = member_state(self.ledger, member_id, self.now()).known
+        if known:
+            if len(self._known) > 100_000:
+                self._known.clear()
+            self._known[member_id] = now + KNOWN_MEMBER_SECONDS
+        return known
 
     def now(self) -> datetime:
         return self.ledger.clock()
