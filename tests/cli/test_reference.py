@@ -47,6 +47,9 @@ def test_every_documented_command_of_the_issue_exists() -> None:
         "policy diff",
         "taxonomy export",
         "token create",
+        "serve",
+        "account create",
+        "account list",
         "token list",
         "token revoke",
     ):
