@@ -192,9 +192,7 @@ def demo(
         ),
     ):
         console.print(f"  {line}", soft_wrap=True)
-    console.print(
-        f"  {cli} --db {url} serve --port {port}   (the portal: log in with a demo login above)"
-    )
+    console.print(f"  {cli} --db {url} serve --port {port}   (the portal: log in with a demo login above)")
     if serve is None:
         serve = sys.stdin.isatty() and typer.confirm(
             f"\nServe the portal on http://127.0.0.1:{port}/ now?", default=True
