@@ -83,8 +83,11 @@ def live_portal(tmp_path: Path) -> Iterator[LivePortal]:
     ledger.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium per test module. Not per session: Playwright's sync API keeps an asyncio loop
+    running in the worker's main thread while it lives, which breaks ``asyncio.run`` in other tests
+    that the same xdist worker runs later."""
     if not CHROMIUM.exists():
         pytest.fail(f"Chromium is missing at {CHROMIUM}: run scripts/test (it installs Debian's chromium)")
     with sync_playwright() as playwright:
