@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -223,3 +227,28 @@ def test_a_large_bulk_append_keeps_indexes_chain_and_uniqueness(ledger: Ledger) 
         ledger.append_bulk(again)
     assert ledger.watermark() == size
     assert _index_definitions(ledger) == before
+
+
+def test_two_processes_appending_to_one_sqlite_file_keep_one_chain(tmp_path: Path) -> None:
+    """Writers in separate processes serialise on ``<db>.write-lock``; every event lands, one chain."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    Ledger.open(url, initialise=True).close()
+    script = textwrap.dedent(
+        """
+        import sys
+        from consentgate.ledger.events import EventDraft, EventKind, Source
+        from consentgate.ledger.store import Ledger
+        ledger = Ledger.open(sys.argv[1])
+        for i in range(100):
+            ledger.append([EventDraft(int(sys.argv[2]), EventKind.setting_changed, "genai_improvement",
+                                      "false", None, Source.member, "t", f"{sys.argv[2]}:{i}")])
+        ledger.close()
+        """
+    )
+    workers = [subprocess.Popen([sys.executable, "-c", script, url, str(m)]) for m in (1, 2, 3)]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0, 0]
+    ledger = Ledger.open(url)
+    report = ledger.verify()
+    assert report.ok and report.events_checked == 300
+    assert (tmp_path / "shared.db.write-lock").exists()
+    ledger.close()
