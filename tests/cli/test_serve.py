@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.cli.test_cli import MEMBERS_CSV, _env, cg
 
@@ -19,7 +20,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_account_create_then_serve_lets_the_member_log_in(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_account_create_then_serve_lets_the_member_log_in(tmp_path: Path, workers: int) -> None:
+    """With two workers, the session set by one process is honoured by the other (a shared key)."""
     db = f"sqlite:///{tmp_path / 'cg.db'}"
     (tmp_path / "members.csv").write_text(MEMBERS_CSV, encoding="utf-8")
     assert cg(db, "init", cwd=tmp_path).returncode == 0
@@ -90,7 +93,8 @@ def test_account_create_then_serve_lets_the_member_log_in(tmp_path: Path) -> Non
                 "/login", data={"username": "anna", "password": "s3cret-pass", "csrf_token": token}
             )
             assert login.status_code == 303 and login.headers["location"] == "/settings"
-            assert browser.get("/notice").status_code == 200
+            for _ in range(6):  # several requests, so both workers answer some
+                assert browser.get("/notice").status_code == 200
     finally:
         server.terminate()
         server.communicate(timeout=20)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import secrets
 from pathlib import Path
@@ -60,11 +62,20 @@ def serve(
         list[str] | None,
         typer.Option(help="Network allowed to send --trusted-header (repeatable; default loopback)."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes. More than one uses more cores; their writes still share the "
+            "ledger's order. The login rate limit then counts per process.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the member portal, the DPO console and the JSON API (/api/v1) with uvicorn."""
     import uvicorn
 
     from consentgate.web import PortalConfig, create_app
+    from consentgate.web.app import SERVE_ENV
 
     context = ctx(typer_ctx)
     ledger = context.ledger()
@@ -75,9 +86,25 @@ def serve(
         trusted_header=trusted_header,
         trusted_proxies=tuple(trusted_proxy) if trusted_proxy else ("127.0.0.1/32", "::1/128"),
     )
-    app = create_app(config, ledger=ledger, timeline=context.timeline)
     console.print(f"consentgate portal on http://{host}:{port}/  (ledger {context.db}; Ctrl-C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if workers == 1:
+        app = create_app(config, ledger=ledger, timeline=context.timeline)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return
+    ledger.close()
+    settings = dataclasses.asdict(config)
+    settings.update(
+        policy_dirs=[str(p) for p in context.policy_dirs], builtin_policies=context.builtin_policies
+    )
+    os.environ[SERVE_ENV] = json.dumps(settings)
+    uvicorn.run(
+        "consentgate.web.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
 
 
 @account_app.command("create")

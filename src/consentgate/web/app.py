@@ -131,3 +131,27 @@ def create_app(
     app.include_router(console.router)
     app.include_router(api.router)
     return app
+
+
+SERVE_ENV = "CONSENTGATE_SERVE"
+"""JSON of ``PortalConfig`` fields plus ``policy_dirs`` and ``builtin_policies``, for worker processes."""
+
+
+def app_from_environment() -> FastAPI:
+    """The uvicorn factory for ``consentgate serve --workers N``: each worker builds the same app.
+
+    Every worker must sign sessions with the same key, so the key travels in the environment of the
+    workers (never on a command line).
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    from consentgate.policy import load_timeline
+
+    settings = json.loads(os.environ[SERVE_ENV])
+    timeline = load_timeline(
+        [Path(p) for p in settings.pop("policy_dirs")], include_builtin=settings.pop("builtin_policies")
+    )
+    settings["trusted_proxies"] = tuple(settings["trusted_proxies"])
+    return create_app(PortalConfig(**settings), timeline=timeline)
