@@ -971,16 +971,17 @@ def code_version() -> str:
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603, S607
-        return done.stdout.strip()
+        return done.stdout.rstrip()  # porcelain lines start with a space for unstaged changes
 
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
     dirty = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines()]
     return f"commit {commit}" + (
         f" + uncommitted changes in {', '.join(dirty)}" if dirty else " (clean src/)"
     )
 
 
-def machine(cfg: Config) -> dict[str, str]:
+def machine() -> dict[str, str]:
+    """The host, the software versions and the code measured (bench/portal.py reuses it)."""
     info: dict[str, str] = {"nproc": str(len(os.sched_getaffinity(0)))}
     with contextlib.suppress(OSError):
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -1070,7 +1071,7 @@ def append_results(cfg: Config, results: Results, info: dict[str, str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(sys.argv[1:] if argv is None else argv)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    info = machine(cfg)
+    info = machine()
     if cfg.backend == "postgresql" and info["postgresql"] == "unreachable":
         console.print(f"[red]PostgreSQL at {PG_DSN} is not reachable[/red]")
         return 2

@@ -29,13 +29,11 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import random
 import shlex
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -604,51 +602,19 @@ def run_backend(cfg: Config, backend: str) -> Outcome:
 # -- machine and report ---------------------------------------------------------------------------
 
 
-def code_version() -> str:
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603, S607
-        return done.stdout.rstrip()
-
-    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
-    dirty = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines()]
-    changes = f" + uncommitted changes in {', '.join(dirty)}" if dirty else " (clean src/)"
-    return f"commit {commit}{changes}"
-
-
 def machine() -> dict[str, str]:
+    """bench/ledger.py's host facts, plus what decides durability and serving here."""
     import psycopg
     import uvicorn
 
-    info: dict[str, str] = {"nproc": str(len(os.sched_getaffinity(0)))}
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                info["memory"] = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    os_name = platform.system()
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip('"')
-    info["os"] = f"{os_name}, kernel {platform.release()}"
-    info["python"] = platform.python_version()
-    info["sqlite"] = sqlite3.sqlite_version
-    try:
-        with psycopg.connect(PG_DSN, connect_timeout=5) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-            info["postgresql"] = str(row[0]) if row else "?"
-            row = conn.execute("SHOW synchronous_commit").fetchone()
-            info["pg_sync"] = str(row[0]) if row else "?"
-            row = conn.execute("SHOW fsync").fetchone()
-            info["pg_fsync"] = str(row[0]) if row else "?"
-    except psycopg.OperationalError:
-        info["postgresql"] = "unreachable"
+    from bench.ledger import machine as host
+
+    info = host()
+    with contextlib.suppress(psycopg.OperationalError), psycopg.connect(PG_DSN, connect_timeout=5) as conn:
+        for name, setting in (("pg_sync", "synchronous_commit"), ("pg_fsync", "fsync")):
+            row = conn.execute(f"SHOW {setting}").fetchone()
+            info[name] = str(row[0]) if row else "?"
     info["uvicorn"] = uvicorn.__version__
-    info["code"] = code_version()
     return info
 
 

@@ -300,10 +300,9 @@ def _objection_reader(request: Request) -> Principal:
     dependencies=[scoped(Scope.objections_read, member_self=True)],
 )
 def get_member_objections(member_id: MemberPath, portal: PortalDep) -> ObjectionsPublic:
-    _require_known(portal, member_id)
-    now = portal.now()
-    statuses = [s for s in list_objections(portal.ledger, at=now) if s.member_id == member_id]
-    return ObjectionsPublic(objections=[_objection(s, now) for s in statuses])
+    state = _require_known(portal, member_id)
+    statuses = sorted(state.objections.values(), key=lambda s: (s.due, s.reference))
+    return ObjectionsPublic(objections=[_objection(s, state.at) for s in statuses])
 
 
 @router.post(

@@ -32,7 +32,7 @@ from consentgate.timeutil import to_micros
 from consentgate.web.auth import CSRFChecked, CurrentDPO, PortalDep
 from consentgate.web.charts import Chart, Series, bar_chart, line_chart
 from consentgate.web.state import Portal
-from consentgate.web.templating import language_of, render
+from consentgate.web.templating import gettext_for, render
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -353,14 +353,10 @@ def first_debts(debts: Sequence[Debt]) -> list[Debt]:
 # --- pages ----------------------------------------------------------------------------------------------
 
 
-def _gettext(request: Request, portal: Portal) -> Gettext:
-    return portal.translations.gettext(language_of(request))
-
-
 @router.get("")
 def console_page(request: Request, portal: PortalDep, principal: CurrentDPO) -> Response:
     now = portal.now()
-    _ = _gettext(request, portal)
+    _ = gettext_for(request)
     objections = list_objections(portal.ledger)
     pending = [o for o in objections if o.outcome is ObjectionOutcome.pending]
     overdue = [o for o in pending if o.overdue(now)]
@@ -428,7 +424,7 @@ def decide_action(
     reason: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
     form = {"outcome": outcome, "reason": reason}
-    _ = _gettext(request, portal)
+    _ = gettext_for(request)
     try:
         if outcome not in ("uphold", "reject"):
             raise InputError(_("Choose whether to uphold or to reject the objection."))
@@ -455,7 +451,7 @@ def extend_action(
     reason: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
     form = {"months": months, "reason": reason}
-    _ = _gettext(request, portal)
+    _ = gettext_for(request)
     try:
         try:
             count = int(months.strip())

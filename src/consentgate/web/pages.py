@@ -8,9 +8,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from consentgate.decisions import member_state
 from consentgate.exceptions import NotFoundError
 from consentgate.ledger.events import LedgerEvent
-from consentgate.ledger.state import ObjectionStatus, objections_from
+from consentgate.ledger.state import ObjectionStatus
 from consentgate.objections import file_objection
 from consentgate.snapshots.lineage import member_lineage
 from consentgate.snapshots.registry import Registry
@@ -27,7 +28,7 @@ from consentgate.web.member import (
     use_none_plan,
 )
 from consentgate.web.state import Portal
-from consentgate.web.templating import language_of, render
+from consentgate.web.templating import gettext_for, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -67,7 +68,7 @@ def login(
     next: Annotated[str, Form()] = "",
 ) -> Response:
     client = request.client.host if request.client else "?"
-    gettext = portal.translations.gettext(_language(request))
+    gettext = gettext_for(request)
     wait = portal.limiter.retry_after(client, username)
     if wait is not None:
         message = gettext("Too many failed attempts. Try again in {seconds} seconds.").format(seconds=wait)
@@ -98,10 +99,6 @@ def login(
         portal.accounts.set_language(account.username, language)
     request.state.principal = None
     return RedirectResponse(_local(next, _home(str(account.role))), status_code=303)
-
-
-def _language(request: Request) -> str:
-    return language_of(request)
 
 
 @router.post("/logout", dependencies=[CSRFChecked])
@@ -239,8 +236,8 @@ def data_page(request: Request, portal: PortalDep, principal: CurrentMember) -> 
 
 
 def _own_objections(portal: Portal, member_id: int) -> list[ObjectionStatus]:
-    events = [e for e in portal.ledger.member_events(member_id) if e.kind.startswith("objection_")]
-    return sorted(objections_from(events).values(), key=lambda s: s.received_at, reverse=True)
+    objections = member_state(portal.ledger, member_id, portal.now()).objections
+    return sorted(objections.values(), key=lambda s: s.received_at, reverse=True)
 
 
 @router.get("/objections")
@@ -272,7 +269,7 @@ def file_objection_action(
     allowed = {p for p, _, _ in objectionable_purposes(portal, principal.member_id, now)}
     chosen = [p for p in purposes or [] if p in allowed]
     if not chosen or len(chosen) != len(purposes or []):
-        gettext = portal.translations.gettext(_language(request))
+        gettext = gettext_for(request)
         return render(
             request,
             "objections.html",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +45,11 @@ def language_of(request: Request) -> str:
     if isinstance(chosen, str) and chosen in ("en", "de"):
         return chosen
     return negotiate(request.headers.get("accept-language"))
+
+
+def gettext_for(request: Request) -> Callable[[str], str]:
+    """The translation function for this request's language (for messages built in routes)."""
+    return portal_of(request).translations.gettext(language_of(request))
 
 
 def render(
