@@ -75,7 +75,7 @@ def _api(ok: int = 200, *, member_self: bool) -> dict[str, int | str]:
 @dataclass(frozen=True)
 class Row:
     path: str
-    """The concrete path called (placeholders filled with member A's data)."""
+    """The concrete path called (path parameters filled in with member A's data)."""
     expected: dict[str, int | str]
     scope: Scope | None = None
     form: dict[str, str | list[str]] | None = None
