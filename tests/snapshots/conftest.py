@@ -8,7 +8,8 @@ back-dated), so a build with the older watermark sees another state than one at 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -17,16 +18,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from consentgate.decisions.engine import DecisionEngine
 from consentgate.ledger.commands import fact_draft
 from consentgate.ledger.events import Source
 from consentgate.ledger.imports import import_members
 from consentgate.ledger.store import Ledger
 from consentgate.objections import decide_objection, file_objection
+from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot
+from consentgate.snapshots.registry import Registry
 from consentgate.taxonomy import Taxonomy
-from tests.conftest import at, register, set_setting
+from tests.conftest import FixedClock, at, register, set_setting
 
 CHANGE = "2025-11-03T00:00:00Z"
 """The day the 2025-11 policy comes into force (genai training by default in the EEA and the UK)."""
+T_NEXT_DAY = "2025-11-04T00:00:00Z"
 UNKNOWN_CATEGORIES = ("x.unknown", "profile.shoe_size")
 UNKNOWN_MEMBERS = (900_001, 900_002)
 CREATED = (
@@ -235,3 +240,57 @@ def make_network(tmp_path: Path, taxonomy: Taxonomy) -> MakeNetwork:
         return Network(folder, members_file, paths, ids, table, watermark, head, objections=refs)
 
     return make
+
+
+# -- building snapshots in tests -------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path: Path) -> Iterator[Ledger]:
+    opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", clock=FixedClock(), initialise=True)
+    yield opened
+    opened.close()
+
+
+def build(
+    ledger: Ledger,
+    engine: DecisionEngine,
+    data: Path,
+    out: Path,
+    *,
+    purpose: str = "genai.training",
+    as_of: str = T_NEXT_DAY,
+    watermark: int | None = None,
+) -> BuildResult:
+    request = BuildRequest(
+        data=data,
+        purpose=purpose,
+        as_of=at(as_of),
+        out=out,
+        watermark=watermark,
+        events_dir=out.parent / "events",  # one mirror per ledger, shared by its builds
+    )
+    return build_snapshot(request, ledger=ledger, engine=engine)
+
+
+def visible(out: Path) -> list[str]:
+    """What a reader of OUT sees: everything but hidden names and the OpenLineage log."""
+    if not out.exists():
+        return []
+    return sorted(
+        p.name for p in out.iterdir() if not p.name.startswith(".") and p.name != "openlineage.jsonl"
+    )
+
+
+def hidden(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if p.name.startswith(".")) if out.exists() else []
+
+
+def assert_nothing_published(out: Path, ledger: Ledger) -> None:
+    assert visible(out) == []
+    assert hidden(out) == []
+    assert Registry(ledger).snapshots() == []
+
+
+def openlineage_events(out: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (out / "openlineage.jsonl").read_text().splitlines() if line.strip()]

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -23,13 +23,21 @@ from consentgate.decisions.engine import DecisionEngine, decide
 from consentgate.exceptions import ConsentgateError
 from consentgate.ledger.mirror import EventMirror
 from consentgate.ledger.store import Ledger
-from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot
 from consentgate.snapshots.engines.duckdb_engine import DuckDBEngine
 from consentgate.snapshots.registry import Registry
 from tests.conftest import FixedClock, at
-from tests.snapshots.conftest import CHANGE, MakeNetwork, Network
+from tests.snapshots.conftest import (
+    CHANGE,
+    T_NEXT_DAY,
+    MakeNetwork,
+    Network,
+    assert_nothing_published,
+    build,
+    hidden,
+    openlineage_events,
+    visible,
+)
 
-T_NEXT_DAY = "2025-11-04T00:00:00Z"
 SCENARIOS = [
     ("genai.training", "2025-10-01T00:00:00Z"),
     ("genai.training", CHANGE),
@@ -41,27 +49,6 @@ SCENARIOS = [
 ]
 
 
-def build(
-    ledger: Ledger,
-    engine: DecisionEngine,
-    data: Path,
-    out: Path,
-    *,
-    purpose: str = "genai.training",
-    as_of: str = T_NEXT_DAY,
-    watermark: int | None = None,
-) -> BuildResult:
-    request = BuildRequest(
-        data=data,
-        purpose=purpose,
-        as_of=at(as_of),
-        out=out,
-        watermark=watermark,
-        events_dir=out.parent / "events",  # one mirror per ledger, shared by its builds
-    )
-    return build_snapshot(request, ledger=ledger, engine=engine)
-
-
 def snapshot_rows(path: Path) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for part in sorted((path / "records").glob("*.parquet")):
@@ -69,30 +56,10 @@ def snapshot_rows(path: Path) -> list[dict[str, object]]:
     return rows
 
 
-def visible(out: Path) -> list[str]:
-    """What a reader of OUT sees: everything but hidden names and the OpenLineage log."""
-    if not out.exists():
-        return []
-    return sorted(
-        p.name for p in out.iterdir() if not p.name.startswith(".") and p.name != "openlineage.jsonl"
-    )
-
-
-def hidden(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir() if p.name.startswith(".")) if out.exists() else []
-
-
 def digests(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
     }
-
-
-@pytest.fixture
-def sqlite_ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", clock=FixedClock(), initialise=True)
-    yield opened
-    opened.close()
 
 
 # -- 1. the bulk path agrees with decide() ----------------------------------------------------------
@@ -233,12 +200,6 @@ def test_same_inputs_give_the_same_bytes_and_a_reproduced_build(
 
 
 # -- 3. atomic publication ------------------------------------------------------------------------
-
-
-def assert_nothing_published(out: Path, ledger: Ledger) -> None:
-    assert visible(out) == []
-    assert hidden(out) == []
-    assert Registry(ledger).snapshots() == []
 
 
 def test_failed_builds_publish_and_register_nothing(
@@ -559,17 +520,13 @@ def test_bad_input_through_the_cli_is_one_error_line(
 # -- 6. OpenLineage -----------------------------------------------------------------------------------
 
 
-def _events(out: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in (out / "openlineage.jsonl").read_text().splitlines() if line.strip()]
-
-
 def test_openlineage_start_and_complete_with_the_consentgate_facet(
     sqlite_ledger: Ledger, engine: DecisionEngine, make_network: MakeNetwork, tmp_path: Path
 ) -> None:
     net = make_network(sqlite_ledger)
     out = tmp_path / "out"
     result = build(sqlite_ledger, engine, net.root, out, watermark=net.watermark_early)
-    start, complete = _events(out)
+    start, complete = openlineage_events(out)
     assert (start["eventType"], complete["eventType"]) == ("START", "COMPLETE")
     assert start["run"]["runId"] == complete["run"]["runId"]  # type: ignore[index]
     inputs = {(d["namespace"], d["name"]) for d in complete["inputs"]}  # type: ignore[attr-defined]
@@ -603,7 +560,7 @@ def test_openlineage_start_and_fail_for_a_failed_build(
     out = tmp_path / "out"
     with pytest.raises(ConsentgateError):
         build(sqlite_ledger, engine, net.root, out)
-    start, fail = _events(out)
+    start, fail = openlineage_events(out)
     assert (start["eventType"], fail["eventType"]) == ("START", "FAIL")
     assert start["run"]["runId"] == fail["run"]["runId"]  # type: ignore[index]
     assert fail["outputs"] == []

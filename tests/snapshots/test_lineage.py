@@ -111,22 +111,22 @@ def test_snapshot_verify_detects_every_change(built: Built) -> None:
     changed = bytearray(original)
     changed[len(changed) // 2] ^= 0x01
     part.write_bytes(bytes(changed))
-    assert verify_snapshot(entry).problems == [f"{part}: content differs from the manifest (sha256)"]
+    assert verify_snapshot(entry).problems == [f"hash: {part} differs from the manifest (sha256)"]
     failed = cli(built.url, "snapshot", "verify", entry.snapshot_id)
     assert failed.exit_code == 1
-    assert "content differs from the manifest" in failed.stdout
+    assert "differs from the manifest" in failed.stdout
     part.write_bytes(original)
     assert verify_snapshot(entry).ok
 
     lineage = path / "members.parquet"
     kept = lineage.read_bytes()
     lineage.unlink()
-    assert verify_snapshot(entry).problems == [f"{lineage}: missing"]
+    assert verify_snapshot(entry).problems == [f"hash: {lineage} is missing"]
     lineage.write_bytes(kept)
 
     extra = path / "records" / "part-00099.parquet"
     shutil.copy(part, extra)
-    assert verify_snapshot(entry).problems == [f"{extra}: not listed in the manifest"]
+    assert verify_snapshot(entry).problems == [f"hash: {extra} is not listed in the manifest"]
     extra.unlink()
 
     manifest = path / "manifest.json"
@@ -134,7 +134,11 @@ def test_snapshot_verify_detects_every_change(built: Built) -> None:
     data = json.loads(body)
     data["counts"]["records_included"] += 1
     manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    assert verify_snapshot(entry).problems == [f"{manifest}: changed since the snapshot was registered"]
+    problems = verify_snapshot(entry).problems
+    assert problems[0] == f"manifest: {manifest} changed since the snapshot was registered"
+    # The edited count is also re-derived from the files, the lineage and the registry.
+    assert any(p.startswith("counts: the record files hold") for p in problems[1:])
+    assert any(p.startswith("counts: the registry records") for p in problems[1:])
     manifest.write_text(body)
     assert verify_snapshot(entry).ok
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import time
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
 from openlineage.client.event_v2 import RunState
 
 from consentgate import __version__
@@ -37,6 +37,13 @@ from consentgate.snapshots.dataset import Dataset, check_values, open_dataset
 from consentgate.snapshots.eligibility import Eligibility, compute_eligibility
 from consentgate.snapshots.engines.base import Job, SnapshotEngine
 from consentgate.snapshots.engines.duckdb_engine import DuckDBEngine
+from consentgate.snapshots.integrity import (
+    check_build_outputs,
+    content_digest,
+    lineage_totals,
+    parquet_rows,
+    snapshot_suffix,
+)
 from consentgate.snapshots.manifest import FORMAT, canonical_json, file_entry, tally
 from consentgate.snapshots.registry import Registry, SnapshotEntry
 from consentgate.timeutil import ensure_utc, format_instant, now_utc, to_micros
@@ -45,6 +52,8 @@ ENGINES = ("duckdb", "spark")
 KINDS = ("snapshot", "gate")
 ProgressFn = Callable[[str, int, int | None], None]
 """(phase, done, total): phases are "mirror" (events), "eligibility", "records" (input records)."""
+AFTER_ENGINE: Callable[[Path], None] | None = None
+"""A test hook: called with the unpublished folder after the engine wrote it, before any check."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +185,6 @@ def _build(
         )
         lap("eligibility")
         identity = _identity(request, dataset, ledger, eligibility, watermark)
-        snapshot_id = f"{request.purpose}-{as_of:%Y%m%dT%H%M%SZ}-{identity['digest'][:12]}"
         enforcer = _engine(request, con, work)
         output = enforcer.run(
             Job(dataset=dataset, at_us=to_micros(as_of), eligibility=work / "_eligibility", out=work),
@@ -187,22 +195,37 @@ def _build(
             for c, cat, a, r, lr in con.execute("SELECT * FROM rules").fetchall()
         }
         lap("enforce")
-        counts = tally(output.groups, rules, eligibility, frozenset(engine.taxonomy.categories))
-        members_path = work / "members.parquet"
-        lineage = con.execute(
-            f"SELECT count(DISTINCT member_id), count(*) FROM read_parquet('{members_path}')"
-        ).fetchall()[0]
     finally:
         con.close()
     shutil.rmtree(work / "_scratch", ignore_errors=True)
     shutil.rmtree(work / "_eligibility", ignore_errors=True)
+    if AFTER_ENGINE is not None:
+        AFTER_ENGINE(work)
+    counts = tally(output.groups, rules, eligibility, frozenset(engine.taxonomy.categories))
     if counts.records_in != dataset.rows:
         raise InputError(
             f"{dataset.root}: the engine counted {counts.records_in} records, the files hold {dataset.rows}"
         )
-    outputs = [
-        file_entry(f, work, pq.ParquetFile(f).metadata.num_rows, file_sha256(f)) for f in output.record_files
-    ]
+    members_path = work / "members.parquet"
+    parquet_rows(members_path, label="members.parquet")
+    lineage = lineage_totals(members_path)
+    rows = check_build_outputs(
+        output,
+        allowed={pair for pair, (allowed, _, _) in rules.items() if allowed},
+        counts=counts,
+        inputs=[f.path for f in dataset.records],
+        lineage=lineage,
+        root=work,
+    )
+    outputs: dict[str, Any] = {
+        "records": [
+            file_entry(f, work, n, file_sha256(f)) for f, n in zip(output.record_files, rows, strict=True)
+        ],
+        "members": file_entry(members_path, work, lineage.rows, file_sha256(members_path)),
+    }
+    content = content_digest(outputs)
+    snapshot_id = f"{request.purpose}-{as_of:%Y%m%dT%H%M%SZ}-{snapshot_suffix(identity['digest'], content)}"
+    lap("check")
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "snapshot_id": snapshot_id,
@@ -210,14 +233,13 @@ def _build(
         "purpose": request.purpose,
         "as_of": format_instant(as_of),
         **{k: v for k, v in identity.items() if k != "digest"},
+        "identity_digest": identity["digest"],
+        "content_digest": content,
         "engine": request.engine,
         "tool_version": __version__,
         "member_classes": len(eligibility.classes),
-        "counts": {**counts.to_dict(), "members_included": int(lineage[0])},
-        "outputs": {
-            "records": outputs,
-            "members": file_entry(members_path, work, int(lineage[1]), file_sha256(members_path)),
-        },
+        "counts": {**counts.to_dict(), "members_included": lineage.members},
+        "outputs": outputs,
     }
     body = canonical_json(manifest)
     (work / "manifest.json").write_bytes(body)
@@ -307,6 +329,13 @@ def _publish(
             if not existing.path.exists():
                 registry.move(snapshot_id, final)
         return BuildResult(snapshot_id, final, manifest, reproduced=True)
+    twin = _same_inputs(registry, manifest)
+    if twin is not None:
+        raise ConflictError(
+            f"snapshot {twin} was built from the same inputs, policy and ledger watermark but holds"
+            f" other rows or bytes (content {manifest['content_digest'][:12]}… now): the build is not"
+            " reproducible; nothing published"
+        )
     if final.exists():
         if (final / "manifest.json").is_file() and file_sha256(final / "manifest.json") == sha:
             shutil.rmtree(work)  # published earlier, registration lost: register what is there
@@ -339,6 +368,25 @@ def _publish(
         shutil.rmtree(work, ignore_errors=True)
         raise InputError(f"registering {snapshot_id} failed, nothing published: {one_line(exc)}") from exc
     return BuildResult(snapshot_id, final, manifest, reproduced=False)
+
+
+def _same_inputs(registry: Registry, manifest: dict[str, Any]) -> str | None:
+    """A registered snapshot with this build's identity digest but another content digest, if any."""
+    as_of = manifest["as_of"]
+    for entry in registry.snapshots(purpose=manifest["purpose"]):
+        if format_instant(entry.as_of) != as_of:
+            continue
+        try:
+            other = json.loads((entry.path / "manifest.json").read_bytes())
+        except (OSError, ValueError):
+            continue  # moved or deleted: nothing to compare with
+        if (
+            isinstance(other, dict)
+            and other.get("identity_digest") == manifest["identity_digest"]
+            and other.get("content_digest") != manifest["content_digest"]
+        ):
+            return entry.snapshot_id
+    return None
 
 
 def _remove_stale_partials(out: Path) -> None:

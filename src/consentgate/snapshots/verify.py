@@ -1,12 +1,32 @@
-"""``snapshot verify``: re-hash a published snapshot against its manifest and the registry."""
+"""``snapshot verify``: re-derive a published snapshot's proof from its files, not only its hashes.
+
+Each problem names the check that failed:
+
+- ``manifest``: the manifest is missing, unreadable or changed since it was registered;
+- ``hash``: a listed file is missing, differs from its sha256, or a file is not listed;
+- ``rows``: a file's Parquet footer holds another row count than the manifest lists;
+- ``counts``: the files' rows or the lineage do not add up to the manifest's counts;
+- ``lineage``: the (member, category) record counts of the files differ from ``members.parquet``;
+- ``id``: the outputs' digest or the snapshot id does not cover what the files hold.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
+from consentgate.exceptions import EngineOutputError
 from consentgate.ledger.mirror import file_sha256
+from consentgate.snapshots.integrity import (
+    compare_lineage,
+    content_digest,
+    lineage_disagreements,
+    lineage_totals,
+    parquet_rows,
+    snapshot_suffix,
+)
 from consentgate.snapshots.registry import SnapshotEntry
 
 
@@ -15,6 +35,8 @@ class VerifyResult:
     snapshot_id: str
     files_checked: int
     problems: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    """The checks that ran (``hash``, ``rows``, ``counts``, ``lineage``, ``id``)."""
 
     @property
     def ok(self) -> bool:
@@ -22,24 +44,99 @@ class VerifyResult:
 
 
 def verify_snapshot(entry: SnapshotEntry) -> VerifyResult:
-    """Every file listed must have its recorded hash; no file may be added; the manifest must match."""
+    """Hashes, row counts, counts, lineage and id of a registered snapshot, against its files."""
     manifest_path = entry.path / "manifest.json"
     if not manifest_path.is_file():
-        return VerifyResult(entry.snapshot_id, 0, [f"{manifest_path}: missing"])
+        return VerifyResult(entry.snapshot_id, 0, [f"manifest: {manifest_path} is missing"])
     body = manifest_path.read_bytes()
     problems: list[str] = []
     if hashlib.sha256(body).hexdigest() != entry.manifest_sha256:
-        problems.append(f"{manifest_path}: changed since the snapshot was registered")
-    manifest = json.loads(body)
-    listed = [*manifest["outputs"]["records"], manifest["outputs"]["members"]]
+        problems.append(f"manifest: {manifest_path} changed since the snapshot was registered")
+    try:
+        manifest = json.loads(body)
+        listed: list[dict[str, Any]] = [*manifest["outputs"]["records"], manifest["outputs"]["members"]]
+        counts = manifest["counts"]
+    except (ValueError, KeyError, TypeError) as exc:
+        return VerifyResult(entry.snapshot_id, 1, [*problems, f"manifest: not a snapshot manifest ({exc})"])
+    checks = ["hash"]
+    intact = True
     for item in listed:
         path = entry.path / item["file"]
         if not path.is_file():
-            problems.append(f"{path}: missing")
+            problems.append(f"hash: {path} is missing")
+            intact = False
         elif file_sha256(path) != item["sha256"]:
-            problems.append(f"{path}: content differs from the manifest (sha256)")
+            problems.append(f"hash: {path} differs from the manifest (sha256)")
     known = {entry.path / item["file"] for item in listed} | {manifest_path}
     for path in sorted(entry.path.rglob("*")):
         if path.is_file() and path not in known:
-            problems.append(f"{path}: not listed in the manifest")
-    return VerifyResult(entry.snapshot_id, len(listed) + 1, problems)
+            problems.append(f"hash: {path} is not listed in the manifest")
+    if intact:
+        checks += ["rows", "counts", "lineage"]
+        problems += _derived(entry, manifest, listed, counts)
+    if "content_digest" in manifest and "identity_digest" in manifest:
+        checks.append("id")
+        problems += _identity(entry, manifest)
+    return VerifyResult(entry.snapshot_id, len(listed) + 1, problems, checks)
+
+
+def _derived(
+    entry: SnapshotEntry, manifest: dict[str, Any], listed: list[dict[str, Any]], counts: dict[str, Any]
+) -> list[str]:
+    """Row counts from the footers, totals from the lineage, and the lineage from the records."""
+    problems: list[str] = []
+    file_rows = 0
+    try:
+        for item in listed:
+            rows = parquet_rows(entry.path / item["file"], label=item["file"])
+            if rows != item["rows"]:
+                problems.append(
+                    f"rows: {item['file']} holds {rows:,} rows, the manifest lists {item['rows']:,}"
+                )
+            if item is not manifest["outputs"]["members"]:
+                file_rows += rows
+        lineage = lineage_totals(entry.path / manifest["outputs"]["members"]["file"])
+    except EngineOutputError as exc:
+        return [*problems, f"rows: {exc}"]
+    problems += [
+        f"counts: {p}"
+        for p in compare_lineage(
+            lineage, int(counts["records_included"]), counts["included_by_category"], file_rows
+        )
+    ]
+    if lineage.members != counts.get("members_included"):
+        problems.append(
+            f"counts: members.parquet names {lineage.members:,} members,"
+            f" the manifest says {counts.get('members_included')}"
+        )
+    if entry.records != counts["records_included"]:
+        problems.append(
+            f"counts: the registry records {entry.records:,} included records,"
+            f" the manifest {counts['records_included']:,}"
+        )
+    differing, shown = lineage_disagreements(
+        [entry.path / item["file"] for item in manifest["outputs"]["records"]],
+        entry.path / manifest["outputs"]["members"]["file"],
+    )
+    if differing:
+        problems.append(
+            f"lineage: {differing:,} (member, category) counts differ between the record files and"
+            f" members.parquet, e.g. {'; '.join(shown)}"
+        )
+    return problems
+
+
+def _identity(entry: SnapshotEntry, manifest: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    content = content_digest(manifest["outputs"])
+    if content != manifest["content_digest"]:
+        problems.append(
+            f"id: the outputs listed digest to {content[:12]}…, the manifest records"
+            f" {str(manifest['content_digest'])[:12]}…"
+        )
+    suffix = snapshot_suffix(manifest["identity_digest"], content)
+    if not entry.snapshot_id.endswith("-" + suffix) or manifest.get("snapshot_id") != entry.snapshot_id:
+        problems.append(
+            f"id: {entry.snapshot_id} does not cover these outputs (their id would end in -{suffix})"
+        )
+    return problems

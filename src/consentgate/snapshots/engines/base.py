@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import pyarrow.parquet as pq
+
 from consentgate.snapshots.dataset import Dataset
 
 ProgressFn = Callable[[int], None]
@@ -32,11 +34,35 @@ class Job:
     out: Path
 
 
+Group = tuple[int, str | None, bool, int]
+"""(class_id, category as found in the record, created after T, records)."""
+
+
 @dataclass
 class EngineOutput:
     record_files: list[Path]
-    groups: list[tuple[int, str | None, bool, int]] = field(default_factory=list)
-    """(class_id, category as found in the record, created after T, records) over all input."""
+    groups_by_file: list[list[Group]] = field(default_factory=list)
+    """The groups of each input file, in input order: what the build expects each output to hold."""
+
+    @property
+    def groups(self) -> list[Group]:
+        """The groups over all input."""
+        return [group for groups in self.groups_by_file for group in groups]
+
+
+def allowed_pairs(rules: Path) -> set[tuple[int, str]]:
+    """The (class_id, category) pairs that ``rules.parquet`` allows."""
+    table = pq.read_table(rules, columns=["class_id", "category", "allowed"])
+    return {
+        (int(c), str(cat))
+        for c, cat, ok in zip(*(table[name].to_pylist() for name in table.column_names), strict=True)
+        if ok
+    }
+
+
+def included_rows(groups: list[Group], allowed: set[tuple[int, str]]) -> int:
+    """How many records of ``groups`` are eligible: created by T, in a (class, category) allowed."""
+    return sum(n for class_id, category, late, n in groups if not late and (class_id, category) in allowed)
 
 
 class SnapshotEngine(Protocol):

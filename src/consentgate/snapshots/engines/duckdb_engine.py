@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from consentgate.snapshots.eligibility import UNKNOWN_CATEGORY
-from consentgate.snapshots.engines.base import EngineOutput, Job, ProgressFn
+from consentgate.snapshots.engines.base import EngineOutput, Group, Job, ProgressFn
 
 LINEAGE_SCHEMA = pa.schema([("member_id", pa.int64()), ("category", pa.string()), ("records", pa.int64())])
 ROW_GROUP_SIZE = 1_000_000
@@ -115,9 +115,9 @@ class DuckDBEngine:
         finally:
             for con in opened:
                 con.close()
-        out = EngineOutput(record_files=[target for target, _ in results])
-        for _, groups in results:
-            out.groups.extend(groups)
+        out = EngineOutput(
+            record_files=[target for target, _ in results], groups_by_file=[groups for _, groups in results]
+        )
         self.con.register("cats_src", cats)
         _write_lineage(self.con, records, job.out / "members.parquet", names, slots)
         self.con.unregister("cats_src")
@@ -130,9 +130,6 @@ def _slots(categories: int) -> int:
     while slots - 1 <= categories:
         slots *= 2
     return slots
-
-
-Group = tuple[int, str | None, bool, int]
 
 
 def _counts(

@@ -31,8 +31,16 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as sf
 
-from consentgate.exceptions import InputError
-from consentgate.snapshots.engines.base import LINEAGE_COLUMNS, EngineOutput, Job, ProgressFn
+from consentgate.exceptions import EngineOutputError, InputError
+from consentgate.snapshots.engines.base import (
+    LINEAGE_COLUMNS,
+    EngineOutput,
+    Group,
+    Job,
+    ProgressFn,
+    allowed_pairs,
+    included_rows,
+)
 
 DEFAULT_MASTER = "local[*]"
 DRIVER_MEMORY = os.environ.get("CONSENTGATE_SPARK_DRIVER_MEMORY", "1g")
@@ -124,7 +132,11 @@ def _write_one(frame: DataFrame, folder: Path, target: Path) -> None:
 def _move_part(folder: Path, target: Path) -> None:
     parts = sorted(folder.glob("part-*.parquet"))
     if len(parts) != 1:
-        raise RuntimeError(f"Spark wrote {len(parts)} part files to {folder}, expected one")
+        raise EngineOutputError(
+            f"Spark left {len(parts)} part files in {folder}, expected one: the executors' output did"
+            " not reach the driver's disk (OUT must be shared by the driver and every executor);"
+            " nothing published"
+        )
     canonical_footer(parts[0])
     parts[0].replace(target)
 
@@ -259,7 +271,34 @@ class SparkEngine:
             )
             for i, f in enumerate(job.dataset.records)
         ]
-        out = EngineOutput(record_files=[records / f"part-{i:05d}.parquet" for i in range(len(inputs))])
+        # The groups first: they say how many rows each output file must hold, so a file whose
+        # task output never reached OUT is an error, not "no eligible rows".
+        groups_by_file: list[list[Group]] = [[] for _ in inputs]
+        for r in (
+            _union([frame.select("member_id", "category", "created_at", _FILE) for frame in inputs])
+            .join(member_class, sf.col("member_id").cast("long") == sf.col("__cg_member"), "left")
+            .groupBy(
+                sf.col(_FILE),
+                sf.coalesce(sf.col("__cg_class"), sf.lit(0)).alias("class_id"),
+                sf.col("category"),
+                late.alias("late"),
+            )
+            .count()
+            .collect()
+        ):
+            groups_by_file[int(r[_FILE])].append(
+                (
+                    int(r["class_id"]),
+                    None if r["category"] is None else str(r["category"]),
+                    bool(r["late"]),
+                    int(r["count"]),
+                )
+            )
+        allowed = allowed_pairs(job.eligibility / "rules.parquet")
+        out = EngineOutput(
+            record_files=[records / f"part-{i:05d}.parquet" for i in range(len(inputs))],
+            groups_by_file=groups_by_file,
+        )
         done = 0
         for first in range(0, len(inputs), self.batch_files):
             batch = inputs[first : first + self.batch_files]
@@ -284,36 +323,24 @@ class SparkEngine:
             )
             for index in range(first, first + len(batch)):
                 part = folder / f"{_FILE}={index}"
-                if not part.is_dir():  # no eligible row: an empty file with the columns and types
+                expected = included_rows(groups_by_file[index], allowed)
+                if part.is_dir():
+                    _move_part(part, out.record_files[index])
+                elif expected == 0:  # no eligible row: an empty file with the columns and types
                     _write_one(
                         inputs[index].select(*columns).limit(0).coalesce(1), part, out.record_files[index]
                     )
                 else:
-                    _move_part(part, out.record_files[index])
+                    raise EngineOutputError(
+                        f"{job.dataset.records[index].path}: {expected:,} eligible records, but Spark's"
+                        f" output for them is not in {folder}: the executors wrote to a disk the driver"
+                        " does not see (OUT must be a filesystem that the driver and every executor"
+                        " share); nothing published"
+                    )
             shutil.rmtree(folder)
             done += sum(f.rows for f in job.dataset.records[first : first + len(batch)])
             if progress is not None:
                 progress(done)
-        groups = (
-            _union([frame.select("member_id", "category", "created_at") for frame in inputs])
-            .join(member_class, sf.col("member_id").cast("long") == sf.col("__cg_member"), "left")
-            .groupBy(
-                sf.coalesce(sf.col("__cg_class"), sf.lit(0)).alias("class_id"),
-                sf.col("category"),
-                late.alias("late"),
-            )
-            .count()
-            .collect()
-        )
-        out.groups.extend(
-            (
-                int(r["class_id"]),
-                None if r["category"] is None else str(r["category"]),
-                bool(r["late"]),
-                int(r["count"]),
-            )
-            for r in groups
-        )
         member, category, count = LINEAGE_COLUMNS
         lineage = (
             spark.read.parquet(*(_uri(f) for f in out.record_files))
