@@ -7,14 +7,19 @@
     │   ├── TimestampError            a timestamp without offset or not ISO 8601
     │   ├── PolicyValidationError     a policy file that breaks the schema (file, field path)
     │   ├── TaxonomyError             an unknown category, purpose, setting or region key
-    │   └── ImportRowError            a bad row in a bulk import (file, row, field, expected)
+    │   ├── ImportRowError            a bad row in a bulk import (file, row, field, expected)
+    │   └── CheckpointError           a bad key file or checkpoint line (malformed, unknown key, forged)
     ├── NotFoundError                 an unknown member, objection or policy (404)
     ├── ConflictError                 the request contradicts the ledger (409)
     │   ├── IdempotencyConflict       the same idempotency key with another payload
     │   └── ObjectionStateError       e.g. deciding an objection twice, extending too late
-    └── LedgerError                   the ledger itself is unusable (503)
-        ├── LedgerNotInitialised      no schema yet: run ``consentgate init``
-        └── ChainBroken               ``audit verify`` found an edited, missing or reordered event
+    ├── PublishError                  a checkpoint could not be written to its file or URL (502)
+    ├── LedgerError                   the ledger itself is unusable (503)
+    │   ├── LedgerNotInitialised      no schema yet: run ``consentgate init``
+    │   └── ChainBroken               ``audit verify`` found an edited, missing or reordered event
+    │       └── AnchorMismatch        the chain disagrees with a manifest or checkpoint kept elsewhere
+    └── ProofError                    a snapshot's files or lineage do not back its manifest (500)
+        └── EngineOutputError         an engine's output is missing or not the rows it counted
 
 Every error's ``str()`` is a sentence a user can act on; the CLI prints it without a traceback.
 """
@@ -63,6 +68,10 @@ class ImportRowError(InputError):
         super().__init__(f"{file}, row {row}, field {field!r}: {message} (nothing was imported)")
 
 
+class CheckpointError(InputError):
+    """A key file or a checkpoint that cannot be used: malformed, signed by an unknown key, forged."""
+
+
 class NotFoundError(ConsentgateError):
     """Something named by the user does not exist."""
 
@@ -88,6 +97,12 @@ class ObjectionStateError(ConflictError):
     """An objection action that its current state does not allow."""
 
 
+class PublishError(ConsentgateError):
+    """A checkpoint could not be appended to its file or delivered to its URL."""
+
+    status_code = 502
+
+
 class LedgerError(ConsentgateError):
     """The ledger cannot be used."""
 
@@ -105,3 +120,37 @@ class ChainBroken(LedgerError):
         self.seq = seq
         self.problem = problem
         super().__init__(f"hash chain broken at seq {seq}: {problem}")
+
+
+class ProofError(ConsentgateError):
+    """What a snapshot would claim is not what its files, its lineage or the ledger hold."""
+
+    status_code = 500
+
+
+class EngineOutputError(ProofError):
+    """An engine's output files are missing, or hold other rows than its counts say."""
+
+
+class AnchorMismatch(ChainBroken):
+    """The chain verifies by itself but disagrees with a record of it kept outside the database.
+
+    ``found`` is the ledger's hash at ``seq``, or None when the ledger has no such seq.
+    """
+
+    def __init__(self, anchor: str, seq: int, recorded: str, found: str | None, head_seq: int) -> None:
+        self.anchor = anchor
+        self.recorded = recorded
+        self.found = found
+        self.head_seq = head_seq
+        if found is None:
+            problem = (
+                f"{anchor} records hash {recorded} at seq {seq}, but the ledger has no seq {seq} "
+                f"(its head is seq {head_seq}): events are missing, removed after the anchor was taken"
+            )
+        else:
+            problem = (
+                f"{anchor} records hash {recorded} at seq {seq}, the ledger has {found}: "
+                f"events up to seq {seq} were changed after the anchor was taken"
+            )
+        super().__init__(seq, problem)

@@ -13,14 +13,11 @@ from consentgate.ledger.mirror import MAX_SEGMENTS, MIRROR_COLUMNS, EventMirror
 from consentgate.ledger.store import Ledger
 from tests.conftest import FixedClock, register, set_setting
 
-Row = tuple[int, int, str, str, str, int]
+Row = tuple[object, ...]
 
 
 def ledger_rows(ledger: Ledger, upto: int | None = None) -> list[Row]:
-    return [
-        (e.seq, e.member_id, str(e.kind), e.key, e.value, e.effective_at)
-        for e in ledger.iter_events(watermark=upto)
-    ]
+    return [tuple(getattr(e, c) for c in MIRROR_COLUMNS) for e in ledger.iter_events(watermark=upto)]
 
 
 def mirror_rows(files: list[Path]) -> list[Row]:

@@ -541,7 +541,7 @@ def test_openapi_documents_every_route_with_models_and_errors(client: TestClient
         if path.startswith(API)
         for method, op in item.items()
     ]
-    assert len(operations) == 11
+    assert len(operations) == 12
     for path, method, op in operations:
         ok = op["responses"].get("200") or op["responses"].get("201")
         assert ok is not None, (path, method)
@@ -552,7 +552,14 @@ def test_openapi_documents_every_route_with_models_and_errors(client: TestClient
             "ValidationErrorPublic"
         )
     schemas = document["components"]["schemas"]
-    for name in ("SettingPublic", "Receipt", "DecisionPublic", "DecisionBatch", "ObjectionPublic"):
+    for name in (
+        "SettingPublic",
+        "Receipt",
+        "DecisionPublic",
+        "DecisionBatch",
+        "ObjectionPublic",
+        "MemberProofPublic",
+    ):
         assert name in schemas
     assert schemas["SettingChange"]["properties"]["value"]["description"]
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

@@ -99,6 +99,8 @@ def _table(refs: dict[str, str]) -> dict[tuple[str, str], Row]:
         ("GET", "/notice"): Row("/notice", _member_page(303, 303)),
         ("POST", "/notice"): Row("/notice", _member_page(303, 303), form={"policy": "linkedin-2025-11@2"}),
         ("GET", "/data"): Row("/data", _member_page()),
+        # A snapshot without the member's data looks like an unknown one (404): ids cannot be probed.
+        ("GET", "/data/snapshots/{snapshot_id}"): Row(f"/data/snapshots/{SNAPSHOT}", _member_page(200, 404)),
         ("GET", "/objections"): Row("/objections", _member_page()),
         # Member B is in the US: no purpose there rests on legitimate interest, so nothing to object to.
         ("POST", "/objections"): Row(
@@ -164,6 +166,9 @@ def _table(refs: dict[str, str]) -> dict[tuple[str, str], Row]:
         ),
         ("GET", "/api/v1/members/{member_id}/lineage"): Row(
             f"/api/v1/members/{a}/lineage", _api(member_self=True), Scope.lineage_read
+        ),
+        ("GET", "/api/v1/snapshots/{snapshot_id}/members/{member_id}"): Row(
+            f"/api/v1/snapshots/{SNAPSHOT}/members/{a}", _api(member_self=True), Scope.lineage_read
         ),
     }
 

@@ -1,4 +1,4 @@
-"""``snapshot build|list|show|verify``, ``gate``, ``model register|list``, ``lineage member|debt``."""
+"""``snapshot build|list|show|verify|prove``, ``gate``, ``model register|list``, ``lineage member|debt``."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from consentgate.cli.context import console, ctx, instant, print_json
+from consentgate.cli.context import console, ctx, err_console, instant, print_json
 from consentgate.exceptions import InputError
 from consentgate.ledger.mirror import EventMirror, default_mirror_dir
 from consentgate.snapshots.build import BuildRequest, BuildResult, ProgressFn, build_snapshot, where_of
 from consentgate.snapshots.lineage import member_lineage, model_debt, objection_debt
+from consentgate.snapshots.proof import MemberProof, prove_member
 from consentgate.snapshots.registry import Registry
 from consentgate.snapshots.verify import verify_snapshot
 from consentgate.timeutil import format_instant
@@ -81,6 +83,13 @@ LineageOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ReverifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--reverify",
+        help="Re-read and re-verify every ledger event up to the watermark, not only new ones.",
+    ),
+]
 
 
 def _build(typer_ctx: typer.Context, kind: str, purpose: str, **options: object) -> None:
@@ -138,6 +147,7 @@ def build(
     watermark: WatermarkOpt = None,
     events_dir: EventsOpt = None,
     lineage_url: LineageOpt = None,
+    reverify: ReverifyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a consent-filtered snapshot of DATA for PURPOSE as of T (atomic, reproducible)."""
@@ -153,6 +163,7 @@ def build(
         watermark=watermark,
         events_dir=events_dir,
         lineage_url=lineage_url,
+        reverify=reverify,
         as_json=as_json,
     )
 
@@ -168,6 +179,7 @@ def gate(
     watermark: WatermarkOpt = None,
     events_dir: EventsOpt = None,
     lineage_url: LineageOpt = None,
+    reverify: ReverifyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Gate inbound affiliate data: keep only what members' settings and regions allow."""
@@ -183,6 +195,7 @@ def gate(
         watermark=watermark,
         events_dir=events_dir,
         lineage_url=lineage_url,
+        reverify=reverify,
         as_json=as_json,
     )
 
@@ -219,15 +232,97 @@ def show(typer_ctx: typer.Context, snapshot_id: Annotated[str, typer.Argument(he
 def verify(
     typer_ctx: typer.Context, snapshot_id: Annotated[str, typer.Argument(help="Snapshot id.")]
 ) -> None:
-    """Re-hash the snapshot's files against its manifest and the registry (exit 1 on a mismatch)."""
+    """Re-hash the files; re-derive row counts, counts, lineage and id from them (exit 1 if any differ)."""
     entry = Registry(ctx(typer_ctx).ledger()).require(snapshot_id)
     result = verify_snapshot(entry)
     if result.ok:
-        console.print(f"ok: {snapshot_id}: {result.files_checked} files match the manifest")
+        console.print(
+            f"ok: {snapshot_id}: {result.files_checked} files match the manifest"
+            f" (checked: {', '.join(result.checks)})"
+        )
         return
     for problem in result.problems:
         console.print(f"FAILED: {problem}")
     raise typer.Exit(1)
+
+
+@snapshot_app.command("prove")
+def prove(
+    typer_ctx: typer.Context,
+    snapshot_id: Annotated[str, typer.Argument(help="Snapshot id.")],
+    member: Annotated[int, typer.Option("--member", help="Member id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Whether and why a member's data is in a snapshot, with the ledger events as evidence.
+
+    Exit status 2 when the proof does not check out (printed first, its problems listed).
+    """
+    context = ctx(typer_ctx)
+    ledger = context.ledger()
+    proof = prove_member(
+        registry=Registry(ledger),
+        ledger=ledger,
+        engine=context.engine,
+        snapshot_id=snapshot_id,
+        member_id=member,
+    )
+    if as_json:
+        print_json(proof.to_dict())
+    else:
+        _print_proof(proof)
+    if not proof.ok:
+        listed = "; ".join(f"{p.code}: {p.message}" for p in proof.problems)
+        err_console.print(
+            f"error: the proof of member {member} in {snapshot_id} does not check out: {listed}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+
+
+def _print_proof(proof: MemberProof) -> None:
+    body = proof.to_dict()
+    verdict = "INCLUDED" if proof.included else "NOT INCLUDED"
+    console.print(f"member {proof.member_id}: {verdict} in {proof.snapshot_id}", style="bold")
+    policy = body["policy"]
+    console.print(
+        f"  {proof.purpose} as of {body['as_of']}, ledger watermark {body['watermark']}"
+        f" (hash {body['hash_at_watermark']}), policy "
+        + (
+            "none in force"
+            if policy is None
+            else f"{policy['id']}@{policy['version']} (sha256 {policy['hash']})"
+        )
+    )
+    console.print(f"  manifest sha256 {body['manifest_sha256']}; region {body['region'] or '?'}")
+    if proof.categories:
+        table = Table("category", "records", "decision", "reasons")
+        for c in proof.categories:
+            verdict = "allowed" if c.decision.allowed else "NOT ALLOWED"
+            reasons = ", ".join(r.label() for r in c.decision.reasons)
+            table.add_row(c.category, str(c.records), verdict, reasons)
+        console.print(table)
+        console.print("why, in words:")
+        for line in dict.fromkeys(
+            f"{r.label()}: {r.message}" for c in proof.categories for r in c.decision.reasons
+        ):
+            console.print(f"  {line}")
+    for group in proof.denied:
+        console.print(f"not used ({len(group.categories)}): {', '.join(group.categories)}")
+        for r in group.reasons:
+            console.print(f"  {r.label()}: {r.message}")
+    if proof.evidence:
+        console.print("evidence (ledger events, hash recomputed):")
+        for e in proof.evidence:
+            event = e.event
+            check = "digest ok" if e.ok else f"DIGEST MISMATCH (recomputed {e.digest})"
+            console.print(
+                f"  seq {event.seq} {event.kind} {event.key}={event.value!r} effective"
+                f" {format_instant(event.effective)} source {event.source}: sha256 {event.hash}, {check}"
+            )
+    for problem in proof.problems:
+        console.print(f"PROBLEM {problem.code}: {problem.message}")
+    if proof.ok:
+        console.print("ok: every check passed")
 
 
 @model_app.command("register")

@@ -1,15 +1,30 @@
-"""A Parquet mirror of the ledger's events: what bulk jobs (snapshots, lineage debt) read.
+"""A verified Parquet copy of the ledger's events: what bulk jobs (snapshots, gates, lineage debt) read.
 
 DESIGN §6: at network scale the engines compute the as-of state from an export of the ledger's
 events, not through per-member queries. Because the ledger is append-only and hash-chained, the
-export can be kept incrementally: each sync appends one segment with the events after the last
-mirrored seq. Before a segment is trusted, its file hash must match the index, the segments must
-chain (each starts where the previous ended), and the ledger's own hash of the last mirrored event
-must equal the one recorded at export time; anything else and the mirror is rebuilt from scratch.
+copy is kept incrementally: each sync appends one segment with the events after the last mirrored
+seq. Nothing enters the mirror unverified:
 
-Layout of the folder: ``index.json`` and ``segment-<first>-<last>.parquet`` files with the columns
-``seq, member_id, kind, key, value, effective_at`` (``effective_at`` as int64 µs UTC, as in the
-ledger).
+- **On export**, every event's digest is recomputed (DuckDB, in bulk) and its link to the event
+  before is checked, from the last verified hash on; seqs must be gapless and the chain must end in
+  the hash that ``ledger_head`` records. A changed, missing or reordered event refuses the sync with
+  the first bad seq named (``ChainBroken``).
+- **On every sync**, the segments' file hashes must match the index, and the database's chain hash
+  at the end of every segment must still equal the verified one; if not, a binary search names the
+  first seq from which the database's history differs (rewritten or removed). The database must
+  still hold every seq up to the watermark (a row count), so a deleted event is found too.
+
+What a sync does not re-read is the *content* of database rows it verified before: an edit that
+leaves the database's ``hash`` column alone (a changed value, two rows' contents swapped) makes the
+database disagree with its own chain, but the mirror still holds the verified events, so nothing
+built from it uses the edit; ``consentgate audit verify`` names such rows, and ``sync(...,
+reverify=True)`` (``snapshot build --reverify``) re-reads and re-verifies every event.
+
+A mirror whose files are damaged, or that belongs to another ledger (another first event), is
+rebuilt from scratch, which verifies everything again.
+
+Layout of the folder: ``index.json`` and ``segment-<first>-<last>.parquet`` files with every event
+column (``effective_at`` and ``recorded_at`` as int64 µs UTC, as in the ledger).
 """
 
 from __future__ import annotations
@@ -18,33 +33,28 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from sqlalchemy import text
 
-from consentgate.exceptions import LedgerError
+from consentgate.exceptions import ChainBroken, LedgerError
 from consentgate.ledger.database import sqlite_path
-from consentgate.ledger.store import Ledger
+from consentgate.ledger.events import GENESIS_HASH, LedgerEvent, digest_sql
+from consentgate.ledger.store import COLUMNS, Ledger
 
-MIRROR_COLUMNS = ("seq", "member_id", "kind", "key", "value", "effective_at")
-MIRROR_SCHEMA = pa.schema(
-    [
-        ("seq", pa.int64()),
-        ("member_id", pa.int64()),
-        ("kind", pa.string()),
-        ("key", pa.string()),
-        ("value", pa.string()),
-        ("effective_at", pa.int64()),
-    ]
-)
+MIRROR_COLUMNS = COLUMNS
+_TYPES = {"seq": pa.int64(), "member_id": pa.int64(), "effective_at": pa.int64(), "recorded_at": pa.int64()}
+MIRROR_SCHEMA = pa.schema([(name, _TYPES.get(name, pa.string())) for name in MIRROR_COLUMNS])
 MAX_SEGMENTS = 16
 """More segments than this are merged into one, so a busy ledger does not leave thousands of files."""
-FORMAT = "consentgate.event-mirror/1"
+FORMAT = "consentgate.event-mirror/2"
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,55 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def parquet_source(files: Sequence[Path]) -> str:
+    """A DuckDB relation over mirror segment files (an empty one for no files)."""
+    if not files:
+        columns = ", ".join(
+            f"NULL::{'BIGINT' if f.type == pa.int64() else 'VARCHAR'} AS {f.name}" for f in MIRROR_SCHEMA
+        )
+        return f"(SELECT {columns} WHERE false)"
+    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    return f"read_parquet([{listed}])"
+
+
+def read_events(files: Sequence[Path], where: str, params: Sequence[Any] = ()) -> list[LedgerEvent]:
+    """The mirrored events matching the SQL condition ``where``, by seq."""
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            f"SELECT {', '.join(MIRROR_COLUMNS)} FROM {parquet_source(files)} WHERE {where} ORDER BY seq",
+            list(params),
+        ).fetchall()
+    finally:
+        con.close()
+    return [LedgerEvent(*row) for row in rows]
+
+
+def events_of_members(
+    files: Sequence[Path], member_ids: Sequence[int], *, at_us: int, watermark: int
+) -> dict[int, list[LedgerEvent]]:
+    """Each member's mirrored events with ``effective_at <= at_us`` and ``seq <= watermark``, by seq:
+    what ``Ledger.member_events`` returns, read from the verified copy."""
+    found: dict[int, list[LedgerEvent]] = {member: [] for member in member_ids}
+    if not member_ids or not files:
+        return found
+    con = duckdb.connect()
+    try:
+        con.register("wanted", pa.table({"member_id": pa.array(sorted(set(member_ids)), pa.int64())}))
+        rows = con.execute(
+            f"""SELECT {", ".join("e." + c for c in MIRROR_COLUMNS)} FROM {parquet_source(files)} e
+            SEMI JOIN wanted w ON w.member_id = e.member_id
+            WHERE e.effective_at <= ? AND e.seq <= ? ORDER BY e.seq""",
+            [at_us, watermark],
+        ).fetchall()
+    finally:
+        con.close()
+    for row in rows:
+        event = LedgerEvent(*row)
+        found[event.member_id].append(event)
+    return found
+
+
 @contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     # Two builds syncing the same mirror must not write the same segment twice.
@@ -101,13 +160,22 @@ class EventMirror:
         self.ledger = ledger
         self.folder = folder
 
-    def sync(self, upto: int, *, progress: Callable[[int], None] | None = None) -> list[Path]:
-        """Bring the mirror up to seq ``upto`` (at least); returns the segment files to read."""
+    def sync(
+        self, upto: int, *, progress: Callable[[int], None] | None = None, reverify: bool = False
+    ) -> list[Path]:
+        """Bring the mirror up to seq ``upto`` (at least), verified; returns the segment files to read.
+
+        Raises ``ChainBroken`` naming the first bad seq when the ledger's events up to ``upto``, or
+        its history since the mirror verified it, are not the chain they should be.
+        """
         with _locked(self.folder):
-            segments = self._trusted_segments()
+            segments = [] if reverify else self._trusted_segments()
+            self._check_history(segments)
             last = segments[-1].last if segments else 0
             if upto > last:
-                segments.append(self._export(last, upto, progress))
+                prev = segments[-1].last_hash if segments else GENESIS_HASH
+                segments.append(self._export(last, upto, prev, progress))
+            self._check_complete(max(upto, last))
             if len(segments) > MAX_SEGMENTS:
                 segments = [self._merge(segments)]
             self._write_index(segments)
@@ -118,62 +186,147 @@ class EventMirror:
 
     # -- trusting what is there ----------------------------------------------------------------
 
-    def _read_index(self) -> list[Segment]:
+    def _read_index(self) -> tuple[str | None, list[Segment]]:
         try:
             data = json.loads((self.folder / "index.json").read_text())
         except (OSError, ValueError):
-            return []
+            return None, []
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            return []
+            return None, []
         try:
-            return [Segment(**s) for s in data["segments"]]
+            return str(data["first_hash"]), [Segment(**s) for s in data["segments"]]
         except (KeyError, TypeError):
-            return []
+            return None, []
 
     def _trusted_segments(self) -> list[Segment]:
-        segments = self._read_index()
+        """The indexed segments whose files are intact, if the mirror is this ledger's; else none."""
+        first_hash, segments = self._read_index()
         expected_first = 1
         for segment in segments:
             path = self.folder / segment.file
             if segment.first != expected_first or not path.is_file() or file_sha256(path) != segment.sha256:
-                return []
+                return []  # damaged or incomplete: rebuilt (and so verified again) from the ledger
             expected_first = segment.last + 1
-        if segments and self.ledger.hash_at(segments[-1].last) != segments[-1].last_hash:
-            return []  # another ledger's mirror (or one that was rebuilt): start again
+        if segments and self.ledger.hash_at(1) != first_hash:
+            return []  # another ledger's mirror (its first event differs): start again
         return segments
+
+    def _check_history(self, segments: list[Segment]) -> None:
+        """The database's chain hash at each verified segment's end must be the verified one."""
+        for segment in segments:
+            if self.ledger.hash_at(segment.last) != segment.last_hash:
+                seq, problem = self._first_difference(segment)
+                raise ChainBroken(seq, problem)
+
+    def _first_difference(self, segment: Segment) -> tuple[int, str]:
+        """Binary search for the first seq whose database hash differs from the verified copy.
+
+        A chain rewritten from seq s differs at every seq from s on; a removed tail is missing from
+        s on. Either way "differs at seq" is monotonic, so about 2·log2(n) point reads find s.
+        """
+        path = self.folder / segment.file
+        con = duckdb.connect()
+        try:
+
+            def ours(seq: int) -> str:
+                return str(
+                    con.execute(
+                        f"SELECT hash FROM read_parquet('{_sql(path)}') WHERE seq = ?", [seq]
+                    ).fetchall()[0][0]
+                )
+
+            low, high = segment.first, segment.last
+            while low < high:
+                middle = (low + high) // 2
+                if self.ledger.hash_at(middle) == ours(middle):
+                    low = middle + 1
+                else:
+                    high = middle
+            theirs, verified = self.ledger.hash_at(low), ours(low)
+        finally:
+            con.close()
+        head, _ = self.ledger.head()
+        if theirs is None:
+            return low, (
+                f"missing: the ledger has no event seq {low}, which was verified earlier (hash"
+                f" {verified[:12]}…); events were removed (the ledger's head records seq {head})"
+            )
+        return low, (
+            f"changed: the ledger's hash at seq {low} is {theirs[:12]}…, the verified chain has"
+            f" {verified[:12]}…: the history was rewritten from this event on"
+        )
+
+    def _check_complete(self, upto: int) -> None:
+        """Every seq up to ``upto`` is still in the database (a deleted row leaves a gap)."""
+        with self.ledger.engine.connect() as conn:
+            count = int(
+                conn.execute(text("SELECT count(*) FROM events WHERE seq <= :u"), {"u": upto}).scalar_one()
+            )
+            if count == upto:
+                return
+            gap = conn.execute(
+                text(
+                    "SELECT min(e.seq) + 1 FROM events e LEFT JOIN events f ON f.seq = e.seq + 1"
+                    " WHERE e.seq < :u AND f.seq IS NULL"
+                ),
+                {"u": upto},
+            ).scalar_one()
+            first = conn.execute(text("SELECT min(seq) FROM events")).scalar_one()
+        seq = 1 if first != 1 else int(gap if gap is not None else upto)
+        raise ChainBroken(
+            seq,
+            f"missing: the ledger holds {count:,} events up to seq {upto}, not {upto:,}; seq {seq} is gone",
+        )
 
     def _write_index(self, segments: list[Segment]) -> None:
         tmp = self.folder / "index.json.tmp"
-        body = {"format": FORMAT, "segments": [s.to_dict() for s in segments]}
+        body = {
+            "format": FORMAT,
+            "first_hash": self.ledger.hash_at(1) if segments else None,
+            "segments": [s.to_dict() for s in segments],
+        }
         tmp.write_text(json.dumps(body, indent=2) + "\n")
         tmp.replace(self.folder / "index.json")
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _export(self, after: int, upto: int, progress: Callable[[int], None] | None) -> Segment:
+    def _export(
+        self, after: int, upto: int, prev_hash: str, progress: Callable[[int], None] | None
+    ) -> Segment:
         tmp = self.folder / f".segment-{after + 1}.partial"
         rows = 0
-        last_seq = after
-        with pq.ParquetWriter(tmp, MIRROR_SCHEMA, compression="zstd") as writer:
-            for chunk in self.ledger.event_rows(MIRROR_COLUMNS, after=after, upto=upto):
-                columns = list(zip(*chunk, strict=True))
-                writer.write_batch(
-                    pa.record_batch(
-                        [pa.array(c, type=f.type) for c, f in zip(columns, MIRROR_SCHEMA, strict=True)],
-                        schema=MIRROR_SCHEMA,
+        try:
+            with pq.ParquetWriter(tmp, MIRROR_SCHEMA, compression="zstd") as writer:
+                for chunk in self.ledger.event_rows(MIRROR_COLUMNS, after=after, upto=upto):
+                    columns = list(zip(*chunk, strict=True))
+                    writer.write_batch(
+                        pa.record_batch(
+                            [pa.array(c, type=f.type) for c, f in zip(columns, MIRROR_SCHEMA, strict=True)],
+                            schema=MIRROR_SCHEMA,
+                        )
                     )
-                )
-                rows += len(chunk)
-                last_seq = int(chunk[-1][0])
-                if progress is not None:
-                    progress(rows)
-        last_hash = self.ledger.hash_at(last_seq)
-        if last_hash is None or last_seq != upto:
-            tmp.unlink()
-            raise LedgerError(f"ledger changed while mirroring: expected seq {upto}, read up to {last_seq}")
-        name = f"segment-{after + 1:012d}-{last_seq:012d}.parquet"
+                    rows += len(chunk)
+                    if progress is not None:
+                        progress(rows)
+            last_hash = _verify_segment(tmp, after, upto, prev_hash)
+            self._check_head(upto, last_hash)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        name = f"segment-{after + 1:012d}-{upto:012d}.parquet"
         tmp.replace(self.folder / name)
-        return Segment(name, after + 1, last_seq, last_hash, file_sha256(self.folder / name))
+        return Segment(name, after + 1, upto, last_hash, file_sha256(self.folder / name))
+
+    def _check_head(self, upto: int, last_hash: str) -> None:
+        head, head_hash = self.ledger.head()
+        if upto > head:
+            raise LedgerError(f"ledger changed while mirroring: its head is seq {head}, below {upto}")
+        if upto == head and head_hash != last_hash:
+            raise ChainBroken(
+                head,
+                f"changed: the chain head records hash {head_hash[:12]}… for seq {head}, the event's"
+                f" hash is {last_hash[:12]}…",
+            )
 
     def _merge(self, segments: list[Segment]) -> Segment:
         first, last = segments[0].first, segments[-1].last
@@ -185,3 +338,51 @@ class EventMirror:
                     writer.write_batch(batch)
         tmp.replace(self.folder / name)
         return Segment(name, first, last, segments[-1].last_hash, file_sha256(self.folder / name))
+
+
+def _verify_segment(path: Path, after: int, upto: int, prev_hash: str) -> str:
+    """Recompute every digest and link of the events in ``path`` (seqs ``after+1..upto``).
+
+    Returns the hash of the last event; raises ``ChainBroken`` at the first event that is missing,
+    out of order, changed, or linked to anything but the verified event before it.
+    """
+    con = duckdb.connect()
+    try:
+        bad = con.execute(
+            f"""
+            SELECT seq, n, prev_hash = before AS linked, {digest_sql()} = hash AS intact FROM (
+              SELECT *, row_number() OVER (ORDER BY seq) AS n,
+                     lag(hash, 1, ?) OVER (ORDER BY seq) AS before
+              FROM read_parquet('{_sql(path)}'))
+            WHERE seq <> ? + n OR prev_hash <> before OR {digest_sql()} <> hash
+            ORDER BY seq LIMIT 1""",
+            [prev_hash, after],
+        ).fetchall()
+        count, last, last_hash = con.execute(
+            f"SELECT count(*), max(seq), arg_max(hash, seq) FROM read_parquet('{_sql(path)}')"
+        ).fetchall()[0]
+    finally:
+        con.close()
+    if bad:
+        seq, n, linked, intact = bad[0]
+        expected = after + int(n)
+        if int(seq) != expected:
+            raise ChainBroken(expected, f"missing event(s): expected seq {expected}, found seq {seq}")
+        if not linked:
+            raise ChainBroken(
+                int(seq),
+                f"changed: its link (prev_hash) is not the hash of seq {int(seq) - 1}: seq {int(seq) - 1}"
+                " was altered, or this link edited",
+            )
+        assert not intact
+        raise ChainBroken(int(seq), "changed: its contents do not match its hash")
+    if int(count) != upto - after or last is None or int(last) != upto:
+        expected = after + int(count) + 1
+        raise ChainBroken(
+            expected, f"missing event(s): the ledger's head records seq {upto}, the events end at seq {last}"
+        )
+    return str(last_hash)
+
+
+def _sql(path: Path) -> str:
+    return str(path).replace("'", "''")

@@ -28,7 +28,7 @@ from openlineage.client.event_v2 import RunState
 
 from consentgate import __version__
 from consentgate.decisions.engine import DecisionEngine
-from consentgate.exceptions import ConflictError, InputError
+from consentgate.exceptions import ChainBroken, ConflictError, InputError
 from consentgate.ledger.database import one_line
 from consentgate.ledger.mirror import EventMirror, default_mirror_dir, file_sha256
 from consentgate.ledger.store import Ledger
@@ -39,8 +39,10 @@ from consentgate.snapshots.engines.base import Job, SnapshotEngine
 from consentgate.snapshots.engines.duckdb_engine import DuckDBEngine
 from consentgate.snapshots.integrity import (
     check_build_outputs,
+    check_manifest_anchors,
     content_digest,
     lineage_totals,
+    manifest_anchors,
     parquet_rows,
     snapshot_suffix,
 )
@@ -69,6 +71,8 @@ class BuildRequest:
     events_dir: Path | None = None
     lineage_url: str | None = None
     memory_limit: str = "1GB"
+    reverify: bool = False
+    """Re-read and re-verify every ledger event up to W, not only those the mirror has not verified."""
 
 
 @dataclass(frozen=True)
@@ -163,8 +167,18 @@ def _build(
         return lambda done: progress(phase, done, total) if progress is not None else None
 
     mirror = EventMirror(ledger, request.events_dir or default_mirror_dir(where_of(ledger)))
-    events = mirror.sync(watermark, progress=report("mirror", None))
-    lap("mirror")
+    try:
+        events = mirror.sync(watermark, progress=report("mirror", None), reverify=request.reverify)
+        lap("mirror")
+        anchors, _ = manifest_anchors(Registry(ledger))
+        check_manifest_anchors(anchors, events, ledger.head()[0])
+    except ChainBroken as exc:
+        raise ChainBroken(
+            exc.seq,
+            f"{exc.problem}; a build reads only a verified ledger, so nothing was published"
+            " (`consentgate audit verify` checks the whole chain)",
+        ) from None
+    lap("verify")
     con = duckdb.connect()
     try:
         scratch = work / "_scratch"
@@ -176,7 +190,6 @@ def _build(
         report("eligibility", None)(0)
         eligibility = compute_eligibility(
             con,
-            ledger=ledger,
             engine=engine,
             events=events,
             purpose=request.purpose,

@@ -22,11 +22,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from consentgate.decisions.engine import DecisionEngine, member_state
+from consentgate.decisions.engine import DecisionEngine
 from consentgate.decisions.reasons import ReasonCode
 from consentgate.ledger.events import EventKind, LedgerEvent
-from consentgate.ledger.state import MemberState, objections_from
-from consentgate.ledger.store import Ledger
+from consentgate.ledger.mirror import events_of_members, parquet_source, read_events
+from consentgate.ledger.schema import OBJECTION_KINDS_SQL
+from consentgate.ledger.state import MemberState, objections_from, resolve_member
 from consentgate.policy.models import Policy
 from consentgate.timeutil import to_micros
 
@@ -87,17 +88,17 @@ def _parts(member_class: MemberClass) -> tuple[str | None, str, list[str], str]:
     return (None if region == "?" else region), age, settings.split("|"), objections
 
 
-def _objection_signatures(ledger: Ledger, purpose: str, at: datetime, watermark: int) -> pa.Table:
+def _objection_signatures(events: list[Path], purpose: str, at: datetime, watermark: int) -> pa.Table:
     """member_id → the outcomes (as of T) of that member's objections covering ``purpose``."""
-    at_us = to_micros(at)
     by_member: dict[int, list[LedgerEvent]] = defaultdict(list)
-    for event in ledger.objection_events():
-        if event.seq <= watermark and event.effective_at <= at_us:
-            by_member[event.member_id].append(event)
+    for event in read_events(
+        events, f"{OBJECTION_KINDS_SQL} AND seq <= ? AND effective_at <= ?", [watermark, to_micros(at)]
+    ):
+        by_member[event.member_id].append(event)
     members: list[int] = []
     outcomes: list[str] = []
-    for member_id, events in sorted(by_member.items()):
-        covering = sorted(str(s.outcome) for s in objections_from(events).values() if s.covers(purpose))
+    for member_id, own in sorted(by_member.items()):
+        covering = sorted(str(s.outcome) for s in objections_from(own).values() if s.covers(purpose))
         if covering:
             members.append(member_id)
             outcomes.append(",".join(covering))
@@ -108,12 +109,7 @@ def _objection_signatures(ledger: Ledger, purpose: str, at: datetime, watermark:
 
 def _signature_sql(events: list[Path], governing: tuple[str, ...], at: datetime, watermark: int) -> str:
     setting_list = ", ".join(f"'{key}'" for key in governing) or "NULL"
-    source = (
-        f"read_parquet([{', '.join(repr(str(p)) for p in events)}])"
-        if events
-        else "(SELECT NULL::BIGINT seq, NULL::BIGINT member_id, NULL kind, NULL key, NULL value,"
-        " NULL::BIGINT effective_at WHERE false)"
-    )
+    source = parquet_source(events)
     # One aggregation per member: the latest value of each key is arg_max over (effective_at, seq),
     # packed into one HUGEINT (seq < 2^48) so the comparison is a single integer compare.
     order = "effective_at::HUGEINT * 281474976710656 + seq"
@@ -163,14 +159,17 @@ def _signature_sql(events: list[Path], governing: tuple[str, ...], at: datetime,
 def compute_eligibility(
     con: duckdb.DuckDBPyConnection,
     *,
-    ledger: Ledger,
     engine: DecisionEngine,
     events: list[Path],
     purpose: str,
     at: datetime,
     watermark: int,
 ) -> Eligibility:
-    """Create ``member_class`` and ``rules`` in ``con`` for ``purpose`` as of (``at``, ``watermark``)."""
+    """Create ``member_class`` and ``rules`` in ``con`` for ``purpose`` as of (``at``, ``watermark``).
+
+    Everything is read from ``events``, the verified mirror segments: the classes, the objections and
+    the representatives' states, so no unverified database row can decide a class.
+    """
     taxonomy = engine.taxonomy
     policy = engine.timeline.in_force(at)
     governing = governing_settings(policy, purpose)
@@ -180,7 +179,7 @@ def compute_eligibility(
         pa.table({"country": countries, "region": [taxonomy.region_of(c) for c in countries]}),
     )
     con.execute("CREATE OR REPLACE TEMP TABLE country_region AS SELECT * FROM country_region_src")
-    con.register("objections_src", _objection_signatures(ledger, purpose, at, watermark))
+    con.register("objections_src", _objection_signatures(events, purpose, at, watermark))
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE member_sig AS
         SELECT s.member_id, s.region,
@@ -210,7 +209,13 @@ def compute_eligibility(
         """CREATE OR REPLACE TEMP TABLE member_class AS
         SELECT m.member_id, c.class_id FROM member_sig m JOIN classes_src c USING (sig)"""
     )
-    con.register("rules_src", _rules(ledger, engine, classes, purpose, at, watermark, governing))
+    states = events_of_members(
+        events,
+        [c.representative for c in classes if c.representative is not None],
+        at_us=to_micros(at),
+        watermark=watermark,
+    )
+    con.register("rules_src", _rules(states, engine, classes, purpose, at, watermark, governing))
     con.execute("CREATE OR REPLACE TEMP TABLE rules AS SELECT * FROM rules_src")
     for name in ("country_region_src", "objections_src", "classes_src", "rules_src"):
         con.unregister(name)
@@ -219,7 +224,7 @@ def compute_eligibility(
 
 
 def _rules(
-    ledger: Ledger,
+    states: dict[int, list[LedgerEvent]],
     engine: DecisionEngine,
     classes: list[MemberClass],
     purpose: str,
@@ -263,7 +268,12 @@ def _rules(
                     state = (
                         MemberState(member_id=0, at=at, watermark=watermark)
                         if member_class.representative is None
-                        else member_state(ledger, member_class.representative, at, watermark)
+                        else resolve_member(
+                            member_class.representative,
+                            states[member_class.representative],
+                            at=at,
+                            watermark=watermark,
+                        )
                     )
                 # One decision per pair: decided as for a record created after T, the reasons are
                 # the on-time reasons plus record_after_as_of (structural failures return before

@@ -17,11 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from consentgate.exceptions import EngineOutputError, ProofError
+from consentgate.exceptions import ChainBroken, EngineOutputError, ProofError
+from consentgate.ledger.anchors import Anchor, Unusable, manifest_anchor
+from consentgate.ledger.mirror import parquet_source
 from consentgate.snapshots.engines.base import EngineOutput, included_rows
 from consentgate.snapshots.manifest import Counts, canonical_json
+from consentgate.snapshots.registry import Registry
 
 
 def parquet_rows(path: Path, *, label: str) -> int:
@@ -158,3 +162,52 @@ def lineage_disagreements(records: Sequence[Path], lineage: Path, *, limit: int 
 
 def _sql(path: Path) -> str:
     return str(path).replace("'", "''")
+
+
+def manifest_anchors(registry: Registry) -> tuple[list[Anchor], list[Unusable]]:
+    """Every registered snapshot whose manifest is intact pins (W, hash at W), sorted by seq.
+
+    A manifest that is missing or changed since registration pins nothing: it comes back unusable.
+    """
+    found = [
+        manifest_anchor(f"snapshot {e.snapshot_id}", e.path / "manifest.json", e.manifest_sha256)
+        for e in registry.snapshots()
+    ]
+    anchors = sorted((a for a in found if isinstance(a, Anchor)), key=lambda a: (a.seq, a.label))
+    return anchors, [a for a in found if isinstance(a, Unusable)]
+
+
+def check_manifest_anchors(anchors: Sequence[Anchor], events: Sequence[Path], head: int) -> None:
+    """Every anchor must agree with the verified chain (the mirror ``events``) or the ledger's head.
+
+    Raises ``ChainBroken`` at the first anchor (by seq) that disagrees: a ledger rewritten or cut
+    after a snapshot recorded its history, even when the new chain is valid in itself.
+    """
+    anchors = [a for a in anchors if a.seq > 0]  # watermark 0: a snapshot that saw no events
+    if not anchors:
+        return
+    con = duckdb.connect()
+    try:
+        con.register("wanted", pa.table({"seq": pa.array(sorted({a.seq for a in anchors}), pa.int64())}))
+        chained = dict(
+            con.execute(
+                f"SELECT e.seq, e.hash FROM {parquet_source(events)} e SEMI JOIN wanted USING (seq)"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    for anchor in anchors:
+        if anchor.seq > head:
+            raise ChainBroken(
+                head + 1,
+                f"missing: {anchor.label} recorded the ledger up to seq {anchor.seq}"
+                f" (hash {anchor.hash[:12]}…), but the ledger ends at seq {head}: events were removed",
+            )
+        found = chained.get(anchor.seq)
+        if found is not None and found != anchor.hash:
+            raise ChainBroken(
+                anchor.seq,
+                f"changed: {anchor.label} recorded hash {anchor.hash[:12]}… at seq"
+                f" {anchor.seq}, the ledger's chain has {str(found)[:12]}…: the history up to there"
+                " was rewritten",
+            )

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from consentgate.exceptions import InputError
 from consentgate.ledger.events import EventKind
-from consentgate.ledger.mirror import EventMirror
+from consentgate.ledger.mirror import EventMirror, read_events
 from consentgate.snapshots.registry import Registry, SnapshotEntry
 from consentgate.timeutil import format_instant, from_micros, to_micros
 
@@ -127,7 +127,7 @@ def objection_debt(registry: Registry, mirror: EventMirror, entries: list[Snapsh
     """Members of ``entries`` who opted out or objected after each snapshot's (T, W), earliest first."""
     head, _ = mirror.ledger.head()
     events = mirror.sync(head)
-    objections = _objections(mirror)
+    objections = _objections(events)
     debts: list[Debt] = []
     con = duckdb.connect()
     try:
@@ -174,8 +174,9 @@ def objection_debt(registry: Registry, mirror: EventMirror, entries: list[Snapsh
     return debts
 
 
-def _objections(mirror: EventMirror) -> pa.Table:
-    events = [e for e in mirror.ledger.objection_events() if e.kind == EventKind.objection_received]
+def _objections(files: list[Path]) -> pa.Table:
+    """Every objection received, from the verified mirror."""
+    events = read_events(files, "kind = ?", [str(EventKind.objection_received)])
     return pa.table(
         {
             "member_id": pa.array([e.member_id for e in events], pa.int64()),

@@ -21,6 +21,7 @@ from consentgate.ledger.events import LedgerEvent, Source
 from consentgate.ledger.state import MemberState, ObjectionStatus
 from consentgate.objections import file_objection, get_objection, list_objections
 from consentgate.snapshots.lineage import member_lineage
+from consentgate.snapshots.proof import prove_member
 from consentgate.snapshots.registry import Registry, SnapshotEntry
 from consentgate.timeutil import from_micros
 from consentgate.web import member
@@ -35,6 +36,7 @@ from consentgate.web.schemas import (
     Instant,
     LastChange,
     MemberLineagePublic,
+    MemberProofPublic,
     ObjectionCreate,
     ObjectionPublic,
     ObjectionReceipt,
@@ -437,3 +439,38 @@ def get_snapshot(
 def get_member_lineage(member_id: MemberPath, portal: PortalDep) -> dict[str, Any]:
     _require_known(portal, member_id)
     return member_lineage(Registry(portal.ledger), member_id).to_dict()
+
+
+@router.get(
+    "/snapshots/{snapshot_id}/members/{member_id}",
+    response_model=MemberProofPublic,
+    summary="Whether and why a member's data is in a snapshot, with the ledger evidence",
+    tags=["lineage"],
+)
+def get_member_proof(
+    snapshot_id: Annotated[
+        str, Path(max_length=300, pattern=r"^[A-Za-z0-9._:-]+$", description="Snapshot id.")
+    ],
+    member_id: MemberPath,
+    portal: PortalDep,
+    principal: Annotated[Principal, scoped(Scope.lineage_read, member_self=True)],
+) -> Response:
+    """The proof of ``consentgate snapshot prove``, byte for byte the same JSON.
+
+    A proof that does not check out is still a 200: its ``problems`` say what is wrong. A member sees
+    only snapshots that hold their data; any other id is a 404 like an unknown one, so snapshots
+    cannot be probed.
+    """
+    registry = Registry(portal.ledger)
+    if principal.kind == "member" and registry.get(snapshot_id) is None:
+        raise NotFoundError(f"no snapshot {snapshot_id!r} holds your data")
+    proof = prove_member(
+        registry=registry,
+        ledger=portal.ledger,
+        engine=portal.engine,
+        snapshot_id=snapshot_id,
+        member_id=member_id,
+    )
+    if principal.kind == "member" and not proof.included:
+        raise NotFoundError(f"no snapshot {snapshot_id!r} holds your data")
+    return _json(proof.to_dict())

@@ -1,4 +1,4 @@
-"""Member pages: login, settings on one page, the policy notice, where my data went, objections."""
+"""Member pages: login, settings on one page, the policy notice, where my data went (and why), objections."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from consentgate.ledger.events import LedgerEvent
 from consentgate.ledger.state import ObjectionStatus
 from consentgate.objections import file_objection
 from consentgate.snapshots.lineage import member_lineage
+from consentgate.snapshots.proof import prove_member
 from consentgate.snapshots.registry import Registry
 from consentgate.web.auth import CSRFChecked, CurrentMember, PortalDep, Principal, PrincipalDep
 from consentgate.web.member import (
@@ -230,6 +231,29 @@ def data_page(request: Request, portal: PortalDep, principal: CurrentMember) -> 
     lineage = member_lineage(Registry(portal.ledger), principal.member_id)
     view = settings_view(portal, principal.member_id, portal.now())
     return render(request, "data.html", {"lineage": lineage, "view": view})
+
+
+@router.get("/data/snapshots/{snapshot_id}")
+def data_snapshot_page(
+    request: Request, portal: PortalDep, principal: CurrentMember, snapshot_id: str
+) -> Response:
+    """The member's own proof for one snapshot that holds their data, in plain words."""
+    assert principal.member_id is not None
+    registry = Registry(portal.ledger)
+    # A snapshot without the member's data looks like an unknown one: no probing of snapshot ids.
+    hidden = NotFoundError(f"no snapshot {snapshot_id!r} holds your data")
+    if registry.get(snapshot_id) is None:
+        raise hidden
+    proof = prove_member(
+        registry=registry,
+        ledger=portal.ledger,
+        engine=portal.engine,
+        snapshot_id=snapshot_id,
+        member_id=principal.member_id,
+    )
+    if not proof.included:
+        raise hidden
+    return render(request, "data_snapshot.html", {"proof": proof})
 
 
 # --- objections (Art. 21) ---------------------------------------------------------------------------

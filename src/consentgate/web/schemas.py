@@ -270,4 +270,89 @@ class MemberLineagePublic(_Model):
     )
 
 
+# --- member-level proofs ------------------------------------------------------------------------
+
+
+class ProofProblemPublic(_Model):
+    code: str = Field(
+        description="What does not check out: manifest_missing, manifest_changed, manifest_disagrees, "
+        "lineage_missing, lineage_changed, ledger_changed, policy_changed, evidence_changed, "
+        "evidence_missing or records_not_allowed."
+    )
+    message: str = Field(description="The problem in words, naming the file, seq or category.")
+
+
+class ProofPolicyPublic(_Model):
+    id: str = Field(description="Policy id.")
+    version: int = Field(description="Policy version.")
+    hash: str = Field(description="SHA-256 of the policy's canonical form, as in the manifest.")
+
+
+class ProofCategoryPublic(_Model):
+    category: str = Field(description="Category key.")
+    records: int = Field(description="The member's records of this category in the snapshot (0 if none).")
+    allowed: bool = Field(description="The decision for (member, category, purpose) as of (T, W).")
+    legal_basis: str | None = Field(description="Legal basis in the member's region, if any.")
+    reasons: list[ReasonPublic] = Field(
+        description="The decision's reasons, in order, as decide() gives them."
+    )
+    evidence: list[int] = Field(description="Seqs of the ledger events the decision rests on.")
+
+
+class ProofDeniedPublic(_Model):
+    categories: list[str] = Field(description="Categories not allowed and not in the snapshot.")
+    legal_basis: str | None = Field(description="Legal basis in the member's region, if any.")
+    reasons: list[ReasonPublic] = Field(
+        description="The reasons they share; '{category}' in a text stands for each category listed."
+    )
+    evidence: list[int] = Field(description="Seqs of the ledger events the decisions rest on.")
+
+
+class ProofEventPublic(_Model):
+    """A ledger event with every field its hash covers, and the hash recomputed from them."""
+
+    seq: int = Field(description="Ledger sequence number (at most the watermark).")
+    member_id: int = Field(description="The member.")
+    kind: str = Field(description="Event kind, e.g. setting_changed.")
+    key: str = Field(description="Event key, e.g. a setting key or an objection reference.")
+    value: str = Field(description="Event value as stored.")
+    effective_at: datetime = Field(description="When it took effect (UTC).")
+    effective_at_us: int = Field(description="The same, in microseconds since the epoch (hashed so).")
+    recorded_at: datetime = Field(description="When it was recorded (UTC).")
+    recorded_at_us: int = Field(description="The same, in microseconds since the epoch (hashed so).")
+    source: str = Field(description="member, import, gpc, dpo or system.")
+    actor: str = Field(description="Who caused it.")
+    idempotency_key: str = Field(description="The event's idempotency key.")
+    prev_hash: str = Field(description="Hash of the event before it.")
+    hash: str = Field(description="The hash the ledger stores.")
+    digest: str = Field(description="The hash recomputed from the fields above.")
+    digest_ok: bool = Field(description="Whether digest equals hash.")
+
+
+class MemberProofPublic(_Model):
+    """Whether and why a member's data is in a snapshot (``consentgate snapshot prove --json``)."""
+
+    format: str = Field(description="consentgate.member-proof/1")
+    ok: bool = Field(description="True only when problems is empty.")
+    problems: list[ProofProblemPublic] = Field(description="Everything that does not check out.")
+    snapshot_id: str = Field(description="Snapshot id.")
+    kind: str = Field(description="snapshot or gate.")
+    purpose: str = Field(description="The purpose the snapshot was built for.")
+    as_of: datetime = Field(description="The snapshot's as-of instant T (UTC).")
+    watermark: int = Field(description="The snapshot's ledger watermark W.")
+    hash_at_watermark: str | None = Field(description="The ledger's chain hash at W, from the manifest.")
+    manifest_sha256: str | None = Field(description="SHA-256 of manifest.json as read; null if missing.")
+    registered_manifest_sha256: str = Field(description="SHA-256 of the manifest the registry holds.")
+    policy: ProofPolicyPublic | None = Field(description="The policy in force at T that decided.")
+    member_id: int = Field(description="The member.")
+    region: str | None = Field(description="The member's region as of (T, W); null if unknown.")
+    included: bool = Field(description="Whether the snapshot's lineage holds records of the member.")
+    records: int = Field(description="The member's records in the snapshot.")
+    categories: list[ProofCategoryPublic] = Field(
+        description="Every category allowed for the member or with records in the snapshot."
+    )
+    denied: list[ProofDeniedPublic] = Field(description="Every other category, grouped by reasons.")
+    evidence: list[ProofEventPublic] = Field(description="The ledger events the decisions rest on.")
+
+
 SettingsPublic.model_rebuild()

@@ -24,12 +24,15 @@ from consentgate.snapshots.engines.base import EngineOutput, Group, Job, Progres
 
 LINEAGE_SCHEMA = pa.schema([("member_id", pa.int64()), ("category", pa.string()), ("records", pa.int64())])
 ROW_GROUP_SIZE = 1_000_000
+WORKERS: int | None = None
+"""Files filtered at once (default: one per core); tests raise it to force many threads."""
 # A small dictionary limit makes the writer give up dictionary encoding of near-unique text
 # (payloads) early; low-cardinality columns (categories, codes) still get dictionaries. On 5M
 # synthetic records this wrote 18 % faster than DuckDB's default limit.
-WRITE_OPTIONS = (
-    f"FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE {ROW_GROUP_SIZE}, DICTIONARY_SIZE_LIMIT 1000"
-)
+
+
+def write_options(row_group_size: int) -> str:
+    return f"FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE {row_group_size}, DICTIONARY_SIZE_LIMIT 1000"
 
 
 def _quote(name: str) -> str:
@@ -45,9 +48,12 @@ class DuckDBEngine:
 
     name = "duckdb"
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, *, workers: int | None = None) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, *, workers: int | None = None, row_group_size: int | None = None
+    ) -> None:
         self.con = con
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or WORKERS or os.cpu_count() or 1
+        self.row_group_size = row_group_size or ROW_GROUP_SIZE
 
     def run(self, job: Job, progress: ProgressFn | None = None) -> EngineOutput:
         records = job.out / "records"
@@ -99,7 +105,7 @@ class DuckDBEngine:
                   JOIN member_class m ON m.member_id = r.member_id
                   JOIN rules a ON a.class_id = m.class_id AND a.category = r.category
                   WHERE epoch_us(r.created_at) <= {job.at_us}
-                ) TO {_path(target)} ({WRITE_OPTIONS})"""
+                ) TO {_path(target)} ({write_options(self.row_group_size)})"""
             )
             groups = _counts(con, source.path, job.at_us, names, slots)
             with lock:
