@@ -6,9 +6,13 @@ import json
 import shutil
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from consentgate.ledger.events import digest_sql, event_digest
 from consentgate.ledger.mirror import MAX_SEGMENTS, MIRROR_COLUMNS, EventMirror
 from consentgate.ledger.store import Ledger
 from tests.conftest import FixedClock, register, set_setting
@@ -143,3 +147,47 @@ def test_a_watermark_below_the_mirror_returns_the_mirror_unchanged(ledger: Ledge
     assert mirror.sync(2) == files
     assert mirror_rows(files) == ledger_rows(ledger)
     assert ledger_rows(ledger, 2) == ledger_rows(ledger)[:2]
+
+
+texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+
+
+@settings(max_examples=200)
+@given(
+    ints=st.tuples(
+        st.integers(min_value=1, max_value=2**62),
+        st.integers(min_value=-(2**62), max_value=2**62),
+        st.integers(min_value=-(2**62), max_value=2**62),
+        st.integers(min_value=-(2**62), max_value=2**62),
+    ),
+    strings=st.tuples(texts, texts, texts, texts, texts, texts, texts),
+)
+def test_the_bulk_digest_equals_the_event_digest(
+    ints: tuple[int, int, int, int], strings: tuple[str, ...]
+) -> None:
+    """The mirror verifies events with a DuckDB expression; it must hash exactly as Python does
+    (lengths in code points, pipes and colons inside values, any Unicode)."""
+    seq, member_id, effective_at, recorded_at = ints
+    kind, key, value, source, actor, idempotency_key, prev_hash = strings
+    row: dict[str, object] = {
+        "seq": seq,
+        "member_id": member_id,
+        "kind": kind,
+        "key": key,
+        "value": value,
+        "effective_at": effective_at,
+        "recorded_at": recorded_at,
+        "source": source,
+        "actor": actor,
+        "idempotency_key": idempotency_key,
+        "prev_hash": prev_hash,
+    }
+    con = duckdb.connect()
+    try:
+        con.register("e", pa.Table.from_pylist([row]))
+        [(bulk,)] = con.execute(f"SELECT {digest_sql()} FROM e").fetchall()
+    finally:
+        con.close()
+    assert bulk == event_digest(
+        seq, member_id, kind, key, value, effective_at, recorded_at, source, actor, idempotency_key, prev_hash
+    )

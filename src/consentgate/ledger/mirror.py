@@ -34,18 +34,22 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_sqlite.dbapi as adbc_sqlite
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import text
 
 from consentgate.exceptions import ChainBroken, LedgerError
-from consentgate.ledger.database import sqlite_path
+from consentgate.ledger.database import SQLITE_MMAP_SIZE, sqlite_path
 from consentgate.ledger.events import GENESIS_HASH, LedgerEvent, digest_sql
 from consentgate.ledger.store import COLUMNS, Ledger
 
@@ -55,6 +59,8 @@ MIRROR_SCHEMA = pa.schema([(name, _TYPES.get(name, pa.string())) for name in MIR
 MAX_SEGMENTS = 16
 """More segments than this are merged into one, so a busy ledger does not leave thousands of files."""
 FORMAT = "consentgate.event-mirror/2"
+CHUNK_ROWS = 200_000
+"""Events read, verified and written at a time: memory stays bounded whatever the ledger's size."""
 
 
 @dataclass(frozen=True)
@@ -259,9 +265,25 @@ class EventMirror:
     def _check_complete(self, upto: int) -> None:
         """Every seq up to ``upto`` is still in the database (a deleted row leaves a gap)."""
         with self.ledger.engine.connect() as conn:
-            count = int(
-                conn.execute(text("SELECT count(*) FROM events WHERE seq <= :u"), {"u": upto}).scalar_one()
-            )
+            # The fast proof: as many rows as the highest seq, and seq 1 there, means no seq is
+            # missing anywhere (count(*) alone is answered from the smallest index, 60 ms for 8.5M).
+            total = int(conn.execute(text("SELECT count(*) FROM events")).scalar_one())
+            low = conn.execute(text("SELECT min(seq) FROM events")).scalar_one()
+            high = conn.execute(text("SELECT max(seq) FROM events")).scalar_one()
+            if (low == 1 and high is not None and total == int(high) >= upto) or upto == 0:
+                return
+            sqlite = self.ledger.dialect == "sqlite"
+            if sqlite:  # a full scan through the memory map would leave the index resident (RSS)
+                conn.exec_driver_sql("PRAGMA mmap_size=0")
+            try:
+                count = int(
+                    conn.execute(
+                        text("SELECT count(*) FROM events WHERE seq <= :u"), {"u": upto}
+                    ).scalar_one()
+                )
+            finally:
+                if sqlite:
+                    conn.exec_driver_sql(f"PRAGMA mmap_size={SQLITE_MMAP_SIZE}")
             if count == upto:
                 return
             gap = conn.execute(
@@ -293,29 +315,60 @@ class EventMirror:
     def _export(
         self, after: int, upto: int, prev_hash: str, progress: Callable[[int], None] | None
     ) -> Segment:
+        """Write and verify the events ``after+1..upto``: each chunk is verified while the next is read."""
         tmp = self.folder / f".segment-{after + 1}.partial"
+        chain = _ChainCheck(after, prev_hash)
         rows = 0
         try:
-            with pq.ParquetWriter(tmp, MIRROR_SCHEMA, compression="zstd") as writer:
-                for chunk in self.ledger.event_rows(MIRROR_COLUMNS, after=after, upto=upto):
-                    columns = list(zip(*chunk, strict=True))
-                    writer.write_batch(
-                        pa.record_batch(
-                            [pa.array(c, type=f.type) for c, f in zip(columns, MIRROR_SCHEMA, strict=True)],
-                            schema=MIRROR_SCHEMA,
-                        )
-                    )
-                    rows += len(chunk)
+            with (
+                pq.ParquetWriter(tmp, MIRROR_SCHEMA, compression="zstd") as writer,
+                ThreadPoolExecutor(max_workers=1) as pool,
+            ):
+                pending: Future[None] | None = None
+                for chunk in self._chunks(after, upto):
+                    if pending is not None:
+                        pending.result()  # a broken chain stops the export at its first bad seq
+
+                    def verify_and_write(table: pa.Table = chunk) -> None:
+                        chain.check(table)
+                        writer.write_table(table)
+
+                    pending = pool.submit(verify_and_write)
+                    rows += chunk.num_rows
                     if progress is not None:
                         progress(rows)
-            last_hash = _verify_segment(tmp, after, upto, prev_hash)
-            self._check_head(upto, last_hash)
+                if pending is not None:
+                    pending.result()
+            chain.finish(upto)
+            self._check_head(upto, chain.last_hash)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         name = f"segment-{after + 1:012d}-{upto:012d}.parquet"
         tmp.replace(self.folder / name)
-        return Segment(name, after + 1, upto, last_hash, file_sha256(self.folder / name))
+        return Segment(name, after + 1, upto, chain.last_hash, file_sha256(self.folder / name))
+
+    def _chunks(self, after: int, upto: int) -> Iterator[pa.Table]:
+        """The events ``after < seq <= upto`` in seq order, as Arrow tables of about CHUNK_ROWS rows.
+
+        A SQLite file is read by the ADBC driver straight into Arrow (about four times the rate of
+        Python rows); other databases stream rows through their driver.
+        """
+        path = sqlite_path(str(self.ledger.engine.url))
+        if path is None:
+            for rows in self.ledger.event_rows(MIRROR_COLUMNS, after=after, upto=upto):
+                columns = list(zip(*rows, strict=True))
+                yield pa.table(
+                    [pa.array(c, type=f.type) for c, f in zip(columns, MIRROR_SCHEMA, strict=True)],
+                    schema=MIRROR_SCHEMA,
+                )
+            return
+        sql = f"SELECT {', '.join(MIRROR_COLUMNS)} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq"
+        with adbc_sqlite.connect(f"{path.resolve().as_uri()}?mode=ro") as conn, conn.cursor() as cursor:
+            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(CHUNK_ROWS)})
+            cursor.execute(sql, (after, upto))
+            for batch in cursor.fetch_record_batch():
+                yield pa.Table.from_batches([batch]).cast(MIRROR_SCHEMA)
 
     def _check_head(self, upto: int, last_hash: str) -> None:
         head, head_hash = self.ledger.head()
@@ -340,48 +393,57 @@ class EventMirror:
         return Segment(name, first, last, segments[-1].last_hash, file_sha256(self.folder / name))
 
 
-def _verify_segment(path: Path, after: int, upto: int, prev_hash: str) -> str:
-    """Recompute every digest and link of the events in ``path`` (seqs ``after+1..upto``).
+class _ChainCheck:
+    """Verifies chunks of consecutive events: gapless seqs, links, and every digest recomputed."""
 
-    Returns the hash of the last event; raises ``ChainBroken`` at the first event that is missing,
-    out of order, changed, or linked to anything but the verified event before it.
-    """
-    con = duckdb.connect()
-    try:
-        bad = con.execute(
-            f"""
-            SELECT seq, n, prev_hash = before AS linked, {digest_sql()} = hash AS intact FROM (
-              SELECT *, row_number() OVER (ORDER BY seq) AS n,
-                     lag(hash, 1, ?) OVER (ORDER BY seq) AS before
-              FROM read_parquet('{_sql(path)}'))
-            WHERE seq <> ? + n OR prev_hash <> before OR {digest_sql()} <> hash
-            ORDER BY seq LIMIT 1""",
-            [prev_hash, after],
-        ).fetchall()
-        count, last, last_hash = con.execute(
-            f"SELECT count(*), max(seq), arg_max(hash, seq) FROM read_parquet('{_sql(path)}')"
-        ).fetchall()[0]
-    finally:
-        con.close()
-    if bad:
-        seq, n, linked, intact = bad[0]
-        expected = after + int(n)
-        if int(seq) != expected:
-            raise ChainBroken(expected, f"missing event(s): expected seq {expected}, found seq {seq}")
-        if not linked:
+    def __init__(self, after: int, prev_hash: str) -> None:
+        self.next = after + 1
+        self.last_hash = prev_hash
+        self.con = duckdb.connect()
+
+    def check(self, table: pa.Table) -> None:
+        """Raise ``ChainBroken`` at the first event of ``table`` that is missing, relinked or changed."""
+        n = table.num_rows
+        if n == 0:
+            return
+        seqs = table["seq"].to_numpy()
+        gaps = np.flatnonzero(seqs != np.arange(self.next, self.next + n))
+        hashes = table["hash"]
+        before = pa.chunked_array([pa.array([self.last_hash]), *hashes.slice(0, n - 1).chunks], pa.string())
+        relinked = np.flatnonzero(
+            ~np.asarray(pc.equal(table["prev_hash"], before).to_numpy(zero_copy_only=False))
+        )
+        self.con.register("chunk", table)
+        [(changed,)] = self.con.execute(f"SELECT min(seq) FROM chunk WHERE {digest_sql()} <> hash").fetchall()
+        self.con.unregister("chunk")
+        first = min(
+            [int(seqs[i]) for i in (gaps[:1].tolist() + relinked[:1].tolist())]
+            + ([] if changed is None else [int(changed)])
+            + [self.next + n]
+        )
+        if gaps.size and int(seqs[gaps[0]]) == first:
+            expected = self.next + int(gaps[0])
+            raise ChainBroken(expected, f"missing event(s): expected seq {expected}, found seq {first}")
+        if relinked.size and int(seqs[relinked[0]]) == first:
             raise ChainBroken(
-                int(seq),
-                f"changed: its link (prev_hash) is not the hash of seq {int(seq) - 1}: seq {int(seq) - 1}"
+                first,
+                f"changed: its link (prev_hash) is not the hash of seq {first - 1}: seq {first - 1}"
                 " was altered, or this link edited",
             )
-        assert not intact
-        raise ChainBroken(int(seq), "changed: its contents do not match its hash")
-    if int(count) != upto - after or last is None or int(last) != upto:
-        expected = after + int(count) + 1
-        raise ChainBroken(
-            expected, f"missing event(s): the ledger's head records seq {upto}, the events end at seq {last}"
-        )
-    return str(last_hash)
+        if changed is not None:
+            raise ChainBroken(first, "changed: its contents do not match its hash")
+        self.next += n
+        self.last_hash = str(hashes[n - 1])
+
+    def finish(self, upto: int) -> None:
+        """The events must reach ``upto``: a missing tail is missing events too."""
+        self.con.close()
+        if self.next != upto + 1:
+            raise ChainBroken(
+                self.next,
+                f"missing event(s): the ledger's head records seq {upto},"
+                f" the events end at seq {self.next - 1}",
+            )
 
 
 def _sql(path: Path) -> str:
