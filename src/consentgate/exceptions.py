@@ -16,6 +16,7 @@
     ├── PublishError                  a checkpoint could not be written to its file or URL (502)
     ├── LedgerError                   the ledger itself is unusable (503)
     │   ├── LedgerNotInitialised      no schema yet: run ``consentgate init``
+    │   ├── GuardMissing              the append-only triggers are gone: nothing is read from it
     │   └── ChainBroken               ``audit verify`` found an edited, missing or reordered event
     │       └── AnchorMismatch        the chain disagrees with a manifest or checkpoint kept elsewhere
     └── ProofError                    a snapshot's files or lineage do not back its manifest (500)
@@ -111,6 +112,10 @@ class LedgerError(ConsentgateError):
 
 class LedgerNotInitialised(LedgerError):
     """The database has no consentgate schema yet."""
+
+
+class GuardMissing(LedgerError):
+    """The append-only triggers are missing or disabled: events may have been edited in place."""
 
 
 class ChainBroken(LedgerError):

@@ -18,10 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from typer.testing import CliRunner
 
+from consentgate.cli import app
 from consentgate.decisions.engine import DecisionEngine
-from consentgate.exceptions import ChainBroken
+from consentgate.exceptions import ChainBroken, GuardMissing
 from consentgate.ledger.events import GENESIS_HASH, LedgerEvent, event_digest
+from consentgate.ledger.guards import restore_guards
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot
 from consentgate.snapshots.registry import Registry
@@ -43,11 +46,17 @@ def drop_guards(ledger: Ledger) -> None:
         conn.execute(text("DROP TRIGGER IF EXISTS events_no_delete"))
 
 
+def put_guards_back(ledger: Ledger) -> None:
+    """What a careful attacker does last: recreate the triggers, so the guard looks untouched."""
+    assert restore_guards(ledger) == ["events_no_delete", "events_no_update"]
+
+
 def run(ledger: Ledger, *statements: str) -> None:
     drop_guards(ledger)
     with ledger.engine.begin() as conn:
         for statement in statements:
             conn.execute(text(statement))
+    put_guards_back(ledger)
 
 
 def events(ledger: Ledger) -> list[LedgerEvent]:
@@ -82,6 +91,7 @@ def rechain(ledger: Ledger, start: int) -> None:
         conn.execute(
             text("UPDATE ledger_head SET seq = (SELECT max(seq) FROM events), hash = :h"), {"h": prev}
         )
+    put_guards_back(ledger)
 
 
 def optout_seq(ledger: Ledger, member_id: int) -> int:
@@ -123,6 +133,7 @@ def swap_rows(ledger: Ledger, a: int, b: int) -> None:
                 text(f"UPDATE events SET {assignments}, idempotency_key = :k WHERE seq = {seq}"),
                 {**values, "k": keys[other]},
             )
+    put_guards_back(ledger)
 
 
 def cut_tail(ledger: Ledger, keep: int) -> None:
@@ -213,6 +224,35 @@ def test_the_hostile_case_an_opt_out_flipped_in_the_file(scene: Scene) -> None:
     report = scene.ledger.verify()
     assert (report.ok, report.bad_seq) == (False, seq)
     refused(scene, "reverified", cold=False, reverify=True, seq=seq, problem="contents do not match")
+
+
+@pytest.mark.parametrize("cold", [True, False], ids=["cold", "warm"])
+def test_a_ledger_whose_guard_is_down_is_not_read(scene: Scene, cold: bool) -> None:
+    """The hostile tester's first step alone (triggers dropped) refuses every build until the chain
+    is verified and the guard restored by `audit guard --restore`."""
+    drop_guards(scene.ledger)
+    registered = Registry(scene.ledger).snapshots()
+    with pytest.raises(GuardMissing, match="events_no_delete, events_no_update missing") as raised:
+        scene.build("out", cold=cold)
+    assert "nothing was published" in str(raised.value)
+    assert visible(scene.tmp / "out") == [] and Registry(scene.ledger).snapshots() == registered
+    url = str(scene.ledger.engine.url)
+    down = CliRunner().invoke(app, ["--db", url, "audit", "guard"])
+    assert down.exit_code == 1 and "DOWN: trigger events_no_delete, events_no_update" in down.stdout
+    restored = CliRunner().invoke(app, ["--db", url, "audit", "guard", "--restore"])
+    assert restored.exit_code == 0, restored.output
+    assert "restored: trigger events_no_delete, events_no_update" in restored.stdout
+    assert scene.build("again", cold=cold).snapshot_id == scene.clean.snapshot_id
+
+
+def test_the_guard_is_not_restored_over_a_broken_chain(scene: Scene) -> None:
+    seq = optout_seq(scene.ledger, scene.net.ids["row_optout_before"])
+    drop_guards(scene.ledger)
+    with scene.ledger.engine.begin() as conn:
+        conn.execute(text(f"UPDATE events SET value = 'true' WHERE seq = {seq}"))
+    result = CliRunner().invoke(app, ["--db", str(scene.ledger.engine.url), "audit", "guard", "--restore"])
+    assert isinstance(result.exception, ChainBroken) and result.exception.seq == seq
+    assert restore_guards(scene.ledger) == ["events_no_delete", "events_no_update"]  # still down before
 
 
 @pytest.mark.parametrize("cold", [True, False], ids=["cold", "warm"])

@@ -20,6 +20,7 @@ from consentgate.ledger.anchors import (
     sign_checkpoint,
     write_key_pair,
 )
+from consentgate.ledger.guards import missing_guards, restore_guards
 from consentgate.snapshots.integrity import manifest_anchors
 from consentgate.snapshots.registry import Registry
 from consentgate.timeutil import now_utc
@@ -116,3 +117,37 @@ def checkpoint(
 
 def _count(items: list[Anchor] | list[Unusable], noun: str) -> str:
     return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+@app.command("guard")
+def guard(
+    typer_ctx: typer.Context,
+    restore: Annotated[
+        bool,
+        typer.Option(
+            "--restore", help="Recreate missing triggers, after the chain verified against every manifest."
+        ),
+    ] = False,
+) -> None:
+    """The append-only guard: whether the triggers that refuse UPDATE and DELETE are in place.
+
+    Builds refuse to read a ledger whose guard is down. --restore first recomputes the whole chain
+    (as `audit verify` does, against every registered snapshot manifest) and restores the triggers
+    only if it is intact; check your signed checkpoints with `audit verify --checkpoints` as well.
+    """
+    ledger = ctx(typer_ctx).ledger()
+    missing = missing_guards(ledger)
+    if not missing:
+        console.print("ok: the append-only guard is in place")
+        return
+    if not restore:
+        console.print(f"DOWN: trigger {', '.join(missing)} missing or disabled (restore with --restore)")
+        raise typer.Exit(1)
+    manifests, _ = manifest_anchors(Registry(ledger))
+    report = ledger.verify(anchors=manifests)
+    if not report.ok:
+        raise report.error()
+    restored = restore_guards(ledger)
+    console.print(
+        f"restored: trigger {', '.join(restored)}, after the chain verified ({report.events_checked} events)"
+    )

@@ -51,6 +51,7 @@ from sqlalchemy import text
 from consentgate.exceptions import ChainBroken, LedgerError
 from consentgate.ledger.database import SQLITE_MMAP_SIZE, sqlite_path
 from consentgate.ledger.events import GENESIS_HASH, LedgerEvent, digest_sql
+from consentgate.ledger.guards import require_guards
 from consentgate.ledger.store import COLUMNS, Ledger
 
 MIRROR_COLUMNS = COLUMNS
@@ -174,6 +175,7 @@ class EventMirror:
         Raises ``ChainBroken`` naming the first bad seq when the ledger's events up to ``upto``, or
         its history since the mirror verified it, are not the chain they should be.
         """
+        require_guards(self.ledger)
         with _locked(self.folder):
             segments = [] if reverify else self._trusted_segments()
             self._check_history(segments)

@@ -28,7 +28,7 @@ from openlineage.client.event_v2 import RunState
 
 from consentgate import __version__
 from consentgate.decisions.engine import DecisionEngine
-from consentgate.exceptions import ChainBroken, ConflictError, InputError
+from consentgate.exceptions import ChainBroken, ConflictError, GuardMissing, InputError
 from consentgate.ledger.database import one_line
 from consentgate.ledger.mirror import EventMirror, default_mirror_dir, file_sha256
 from consentgate.ledger.store import Ledger
@@ -178,6 +178,8 @@ def _build(
             f"{exc.problem}; a build reads only a verified ledger, so nothing was published"
             " (`consentgate audit verify` checks the whole chain)",
         ) from None
+    except GuardMissing as exc:
+        raise GuardMissing(f"{exc}; nothing was published") from None
     lap("verify")
     con = duckdb.connect()
     try:
