@@ -1,6 +1,6 @@
 """Determinism at scale: delete a published snapshot and build it again, N times; same id and bytes?
 
-    .venv/bin/python bench/rebuild.py [--records 20M] [--times 5] [--cold-first]
+    .venv/bin/python bench/rebuild.py [--records 20M] [--times 5] [--cold-first] [--engine spark]
 
 Uses the data of ``bench/snapshot.py`` (run it first: ``--records 20M --reference 20M --only a``
 makes the 20M network and its ledger). Each build is genai.training as of 2025-11-03 into a fresh
@@ -44,6 +44,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--records", default="20M")
     p.add_argument("--times", type=int, default=5)
     p.add_argument("--cold-first", action="store_true")
+    p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb")
     p.add_argument("--data", type=Path, default=ROOT / "bench" / "out" / "snapshot")
     args = p.parse_args(argv)
     db, net, out = args.data / "ledger.db", args.data / f"net{args.records}", args.data / "rebuild"
@@ -62,7 +63,12 @@ def main(argv: list[str]) -> int:
     for attempt in range(args.times):
         shutil.rmtree(out, ignore_errors=True)
         request = BuildRequest(
-            data=net, purpose="genai.training", as_of=datetime(2025, 11, 3, tzinfo=UTC), out=out
+            data=net,
+            purpose="genai.training",
+            as_of=datetime(2025, 11, 3, tzinfo=UTC),
+            out=out,
+            engine=args.engine,
+            spark_master="local[2]" if args.engine == "spark" else None,
         )
         start = time.perf_counter()
         try:
