@@ -13,21 +13,19 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from consentgate.ledger.anchors import append_checkpoint, load_private_key, sign_checkpoint, write_key_pair
-from consentgate.ledger.events import GENESIS_HASH, digest_of
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots.registry import Registry, SnapshotEntry
 from tests.conftest import NOW, set_setting
+from tests.helpers import Receiver, cut_tail, lift_guards, rewrite_from
 
 
 def cg(db: str | None, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -103,42 +101,6 @@ WITH_CHECKPOINTS = ("--checkpoints", "checkpoints.jsonl", "--public-key", "signi
 
 
 # -- an attacker with write access to the database ------------------------------------------------
-
-
-def lift_guards(ledger: Ledger) -> None:
-    with ledger.engine.begin() as conn:
-        if ledger.dialect == "sqlite":
-            conn.execute(text("DROP TRIGGER events_no_update"))
-            conn.execute(text("DROP TRIGGER events_no_delete"))
-        else:
-            conn.execute(text("DROP TRIGGER events_append_only ON events"))
-
-
-def drop_tail_and_rewind_head(ledger: Ledger, keep: int) -> None:
-    lift_guards(ledger)
-    with ledger.engine.begin() as conn:
-        conn.execute(text("DELETE FROM events WHERE seq > :keep"), {"keep": keep})
-        conn.execute(
-            text("UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"),
-            {"seq": keep, "hash": ledger.hash_at(keep)},
-        )
-
-
-def rewrite_from(ledger: Ledger, seq: int) -> None:
-    """Turn event ``seq``'s opt-out into an opt-in; recompute every later hash and the head."""
-    events = list(ledger.iter_events())
-    prev = events[seq - 2].hash if seq > 1 else GENESIS_HASH
-    lift_guards(ledger)
-    with ledger.engine.begin() as conn:
-        for event in events[seq - 1 :]:
-            forged = replace(event, value="true" if event.seq == seq else event.value, prev_hash=prev)
-            forged = replace(forged, hash=digest_of(forged))
-            conn.execute(
-                text("UPDATE events SET value = :value, prev_hash = :prev, hash = :hash WHERE seq = :seq"),
-                {"value": forged.value, "prev": forged.prev_hash, "hash": forged.hash, "seq": forged.seq},
-            )
-            prev = forged.hash
-        conn.execute(text("UPDATE ledger_head SET hash = :hash WHERE id = 1"), {"hash": prev})
 
 
 def register_snapshot(setup: Setup, snapshot_id: str, watermark: int, *, sha256: str | None = None) -> None:
@@ -260,7 +222,7 @@ def test_a_removed_tail_with_a_rewound_head_fails_against_an_earlier_checkpoint(
     """Delete seq 5-6 and fix ledger_head: plain verify passes, the checkpoint names what is missing."""
     setup.quick_keygen()
     setup.quick_checkpoint()
-    drop_tail_and_rewind_head(setup.ledger, keep=4)
+    cut_tail(setup.ledger, keep=4)
     assert flat(ok(setup.verify())).startswith("ok: 4 events, chain intact up to seq 4")
     line = error_line(setup.verify(*WITH_CHECKPOINTS))
     assert line == (
@@ -326,29 +288,6 @@ def test_checkpoint_refuses_a_head_that_names_a_missing_event(setup: Setup) -> N
 
 
 # -- POST to a URL ---------------------------------------------------------------------------------
-
-
-class Receiver:
-    """A local HTTP server answering every POST with ``status``; keeps the bodies."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
-        self.bodies: list[bytes] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                receiver.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:  # quiet test output
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/checkpoints"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture

@@ -10,10 +10,8 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -36,55 +34,16 @@ from consentgate.ledger.anchors import (
     sign_checkpoint,
     write_key_pair,
 )
-from consentgate.ledger.events import GENESIS_HASH, digest_of
+from consentgate.ledger.events import GENESIS_HASH
 from consentgate.ledger.exports import export_events
 from consentgate.ledger.store import Ledger
 from tests.conftest import NOW, set_setting
+from tests.helpers import Receiver, cut_tail, lift_guards, rewrite_from
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ledger.md"
 
 
 # -- an attacker with write access to the database ------------------------------------------------
-
-
-def lift_guards(ledger: Ledger) -> None:
-    """Drop the append-only triggers, as the database's owner (or a superuser) can."""
-    with ledger.engine.begin() as conn:
-        if ledger.dialect == "sqlite":
-            conn.execute(text("DROP TRIGGER events_no_update"))
-            conn.execute(text("DROP TRIGGER events_no_delete"))
-        else:
-            conn.execute(text("DROP TRIGGER events_append_only ON events"))
-
-
-def drop_tail(ledger: Ledger, count: int) -> None:
-    """Delete the newest ``count`` events and rewind ``ledger_head`` to match."""
-    head, _ = ledger.head()
-    keep = head - count
-    lift_guards(ledger)
-    with ledger.engine.begin() as conn:
-        conn.execute(text("DELETE FROM events WHERE seq > :keep"), {"keep": keep})
-        conn.execute(
-            text("UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"),
-            {"seq": keep, "hash": ledger.hash_at(keep) or GENESIS_HASH},
-        )
-
-
-def rewrite_from(ledger: Ledger, seq: int, value: str = "true") -> None:
-    """Change event ``seq``'s value and recompute every later hash and the head."""
-    events = list(ledger.iter_events())
-    prev = events[seq - 2].hash if seq > 1 else GENESIS_HASH
-    lift_guards(ledger)
-    with ledger.engine.begin() as conn:
-        for event in events[seq - 1 :]:
-            forged = replace(event, value=value if event.seq == seq else event.value, prev_hash=prev)
-            forged = replace(forged, hash=digest_of(forged))
-            conn.execute(
-                text("UPDATE events SET value = :value, prev_hash = :prev, hash = :hash WHERE seq = :seq"),
-                {"value": forged.value, "prev": forged.prev_hash, "hash": forged.hash, "seq": forged.seq},
-            )
-            prev = forged.hash
-        conn.execute(text("UPDATE ledger_head SET hash = :hash WHERE id = 1"), {"hash": prev})
 
 
 def six_events(ledger: Ledger) -> list[str]:
@@ -271,36 +230,6 @@ def test_append_checkpoint_to_a_missing_folder_is_a_publish_error(
 # -- POST to a URL -------------------------------------------------------------------------------
 
 
-class Receiver:
-    """A local HTTP server that answers every POST with ``status`` and keeps the bodies."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
-        self.bodies: list[bytes] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                receiver.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-                self.send_response(receiver.status)
-                if 300 <= receiver.status < 400:
-                    self.send_header("Location", "/elsewhere")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:  # quiet test output
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/checkpoints"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
     served = Receiver(request.param)
@@ -385,7 +314,7 @@ def test_a_removed_tail_with_a_rewound_head_is_found_by_a_checkpoint(
     six_events(ledger)
     seq, digest = ledger.head()
     checkpoint = sign_checkpoint(key, seq=seq, digest=digest, at=NOW)
-    drop_tail(ledger, 2)
+    cut_tail(ledger, ledger.head()[0] - 2)
     assert ledger.verify().ok  # the chain alone cannot tell
     report = ledger.verify(anchors=[Anchor(checkpoint.seq, checkpoint.hash, "checkpoint c.jsonl:1")])
     assert (report.ok, report.bad_seq, report.ledger_hash, report.events_checked) == (False, 6, None, 4)

@@ -18,7 +18,7 @@ from consentgate.ledger.state import resolve_member
 from consentgate.ledger.store import Ledger
 from consentgate.timeutil import from_micros, to_micros
 from tests.conftest import _pg_schema_url, at
-from tests.ledger.test_store import disable_guards
+from tests.helpers import lift_guards as disable_guards
 
 BASE = to_micros(at("2025-11-01"))
 HOUR = 3_600_000_000

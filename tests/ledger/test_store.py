@@ -18,6 +18,7 @@ from consentgate.ledger.events import GENESIS_HASH, EventBatch, EventDraft, Even
 from consentgate.ledger.store import Ledger
 from consentgate.timeutil import to_micros
 from tests.conftest import NOW, at, register, set_setting
+from tests.helpers import lift_guards as disable_guards
 
 
 def _draft(
@@ -114,16 +115,6 @@ def test_opening_an_uninitialised_database_names_the_fix(ledger_url: str) -> Non
     """Without a schema the ledger refuses to work and says which command fixes it."""
     with pytest.raises(LedgerNotInitialised, match="consentgate init"):
         Ledger.open(ledger_url)
-
-
-def disable_guards(ledger: Ledger) -> None:
-    """Simulate an attacker with write access to the database: lift the append-only triggers."""
-    with ledger.engine.begin() as conn:
-        if ledger.dialect == "sqlite":
-            conn.execute(text("DROP TRIGGER events_no_update"))
-            conn.execute(text("DROP TRIGGER events_no_delete"))
-        else:
-            conn.execute(text("ALTER TABLE events DISABLE TRIGGER USER"))
 
 
 def _tamper(ledger: Ledger, *statements: str) -> None:

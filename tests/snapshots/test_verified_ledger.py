@@ -23,12 +23,13 @@ from typer.testing import CliRunner
 from consentgate.cli import app
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.exceptions import ChainBroken, GuardMissing
-from consentgate.ledger.events import GENESIS_HASH, LedgerEvent, event_digest
+from consentgate.ledger.events import LedgerEvent
 from consentgate.ledger.guards import restore_guards
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot
 from consentgate.snapshots.registry import Registry
 from tests.conftest import FixedClock, at, register, set_setting
+from tests.helpers import cut_tail, lift_guards, put_guards_back, rewrite_from, tamper
 from tests.snapshots.conftest import (
     T_NEXT_DAY,
     MakeNetwork,
@@ -39,59 +40,14 @@ from tests.snapshots.conftest import (
 )
 
 
-def drop_guards(ledger: Ledger) -> None:
-    """What an attacker with write access to the file does first: lift the append-only triggers."""
-    with ledger.engine.begin() as conn:
-        conn.execute(text("DROP TRIGGER IF EXISTS events_no_update"))
-        conn.execute(text("DROP TRIGGER IF EXISTS events_no_delete"))
-
-
-def put_guards_back(ledger: Ledger) -> None:
-    """What a careful attacker does last: recreate the triggers, so the guard looks untouched."""
-    assert restore_guards(ledger) == ["events_no_delete", "events_no_update"]
-
-
 def run(ledger: Ledger, *statements: str) -> None:
-    drop_guards(ledger)
-    with ledger.engine.begin() as conn:
-        for statement in statements:
-            conn.execute(text(statement))
+    """Edit events and put the guard back, as a careful attacker would."""
+    tamper(ledger, *statements)
     put_guards_back(ledger)
 
 
 def events(ledger: Ledger) -> list[LedgerEvent]:
     return list(ledger.iter_events())
-
-
-def rechain(ledger: Ledger, start: int) -> None:
-    """Recompute every hash from seq ``start`` on and the head: a chain that verifies in itself."""
-    drop_guards(ledger)
-    chain = events(ledger)
-    prev = GENESIS_HASH if start == 1 else chain[start - 2].hash
-    with ledger.engine.begin() as conn:
-        for event in chain[start - 1 :]:
-            digest = event_digest(
-                event.seq,
-                event.member_id,
-                event.kind,
-                event.key,
-                event.value,
-                event.effective_at,
-                event.recorded_at,
-                event.source,
-                event.actor,
-                event.idempotency_key,
-                prev,
-            )
-            conn.execute(
-                text("UPDATE events SET prev_hash = :p, hash = :h WHERE seq = :s"),
-                {"p": prev, "h": digest, "s": event.seq},
-            )
-            prev = digest
-        conn.execute(
-            text("UPDATE ledger_head SET seq = (SELECT max(seq) FROM events), hash = :h"), {"h": prev}
-        )
-    put_guards_back(ledger)
 
 
 def optout_seq(ledger: Ledger, member_id: int) -> int:
@@ -115,7 +71,7 @@ def swap_rows(ledger: Ledger, a: int, b: int) -> None:
     """Exchange the whole contents (hash included) of two events; their seqs stay."""
     columns = ["member_id", "kind", "key", "value", "effective_at", "recorded_at", "source", "actor"]
     columns += ["prev_hash", "hash"]
-    drop_guards(ledger)
+    lift_guards(ledger)
     with ledger.engine.begin() as conn:
         rows = {
             seq: conn.execute(text(f"SELECT {', '.join(columns)} FROM events WHERE seq = {seq}")).one()
@@ -134,16 +90,6 @@ def swap_rows(ledger: Ledger, a: int, b: int) -> None:
                 {**values, "k": keys[other]},
             )
     put_guards_back(ledger)
-
-
-def cut_tail(ledger: Ledger, keep: int) -> None:
-    """Delete every event after ``keep`` and fix the head to match: a chain that verifies in itself."""
-    run(ledger, f"DELETE FROM events WHERE seq > {keep}")
-    with ledger.engine.begin() as conn:
-        conn.execute(
-            text("UPDATE ledger_head SET seq = :s, hash = (SELECT hash FROM events WHERE seq = :s)"),
-            {"s": keep},
-        )
 
 
 @dataclass
@@ -230,7 +176,7 @@ def test_the_hostile_case_an_opt_out_flipped_in_the_file(scene: Scene) -> None:
 def test_a_ledger_whose_guard_is_down_is_not_read(scene: Scene, cold: bool) -> None:
     """The hostile tester's first step alone (triggers dropped) refuses every build until the chain
     is verified and the guard restored by `audit guard --restore`."""
-    drop_guards(scene.ledger)
+    lift_guards(scene.ledger)
     registered = Registry(scene.ledger).snapshots()
     with pytest.raises(GuardMissing, match="events_no_delete, events_no_update missing") as raised:
         scene.build("out", cold=cold)
@@ -247,7 +193,7 @@ def test_a_ledger_whose_guard_is_down_is_not_read(scene: Scene, cold: bool) -> N
 
 def test_the_guard_is_not_restored_over_a_broken_chain(scene: Scene) -> None:
     seq = optout_seq(scene.ledger, scene.net.ids["row_optout_before"])
-    drop_guards(scene.ledger)
+    lift_guards(scene.ledger)
     with scene.ledger.engine.begin() as conn:
         conn.execute(text(f"UPDATE events SET value = 'true' WHERE seq = {seq}"))
     result = CliRunner().invoke(app, ["--db", str(scene.ledger.engine.url), "audit", "guard", "--restore"])
@@ -275,6 +221,7 @@ def test_a_cut_tail_with_the_head_fixed_is_refused(scene: Scene) -> None:
     (an anchor) recorded the longer history."""
     head = scene.net.head
     cut_tail(scene.ledger, head - 3)
+    put_guards_back(scene.ledger)
     assert scene.ledger.verify().ok  # the chain alone cannot tell
     refused(scene, "warm", cold=False, seq=head - 2, problem="missing: the ledger has no event")
     registry = Registry(scene.ledger)
@@ -286,8 +233,8 @@ def test_a_recomputed_chain_is_refused(scene: Scene) -> None:
     """An opt-out flipped and every later hash and the head recomputed: a chain valid in itself.
     Warm: the first rewritten seq is named. Cold: the registered manifest's hash at W disagrees."""
     seq = optout_seq(scene.ledger, scene.net.ids["row_optout_before"])
-    flip_optout(scene.ledger, seq)
-    rechain(scene.ledger, seq)
+    rewrite_from(scene.ledger, seq)
+    put_guards_back(scene.ledger)
     assert scene.ledger.verify().ok
     refused(scene, "warm", cold=False, seq=seq, problem="the history was rewritten")
     Registry(scene.ledger).register(_entry(scene.clean), publish=lambda: None)

@@ -1,0 +1,99 @@
+"""Helpers that several test modules share: an attacker with write access to the ledger's database,
+and a local HTTP endpoint that receives POSTs.
+
+The attacker lifts the append-only triggers (as the database's owner or a superuser can), edits
+events, and may put the triggers back and recompute hashes so that the chain verifies in itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from sqlalchemy import text
+
+from consentgate.ledger.events import GENESIS_HASH, digest_of
+from consentgate.ledger.guards import restore_guards
+from consentgate.ledger.store import Ledger
+
+
+def lift_guards(ledger: Ledger) -> None:
+    """Drop the append-only triggers."""
+    with ledger.engine.begin() as conn:
+        if ledger.dialect == "sqlite":
+            conn.execute(text("DROP TRIGGER IF EXISTS events_no_update"))
+            conn.execute(text("DROP TRIGGER IF EXISTS events_no_delete"))
+        else:
+            conn.execute(text("DROP TRIGGER IF EXISTS events_append_only ON events"))
+
+
+def put_guards_back(ledger: Ledger) -> None:
+    """What a careful attacker does last: recreate the triggers, so the guard looks untouched."""
+    assert restore_guards(ledger), "the guard was not down"
+
+
+def tamper(ledger: Ledger, *statements: str) -> None:
+    """Run SQL against the events with the guard lifted."""
+    lift_guards(ledger)
+    with ledger.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+
+
+def cut_tail(ledger: Ledger, keep: int) -> None:
+    """Delete every event after ``keep`` and rewind ``ledger_head`` to match: a chain valid in itself."""
+    tamper(ledger, f"DELETE FROM events WHERE seq > {int(keep)}")
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"),
+            {"seq": keep, "hash": ledger.hash_at(keep) or GENESIS_HASH},
+        )
+
+
+def rewrite_from(ledger: Ledger, seq: int, value: str | None = "true") -> None:
+    """Set event ``seq``'s value (None: leave it) and recompute every later hash and the head."""
+    events = list(ledger.iter_events())
+    prev = events[seq - 2].hash if seq > 1 else GENESIS_HASH
+    lift_guards(ledger)
+    with ledger.engine.begin() as conn:
+        for event in events[seq - 1 :]:
+            changed = value if event.seq == seq and value is not None else event.value
+            forged = replace(event, value=changed, prev_hash=prev)
+            forged = replace(forged, hash=digest_of(forged))
+            conn.execute(
+                text("UPDATE events SET value = :value, prev_hash = :prev, hash = :hash WHERE seq = :seq"),
+                {"value": forged.value, "prev": forged.prev_hash, "hash": forged.hash, "seq": forged.seq},
+            )
+            prev = forged.hash
+        conn.execute(text("UPDATE ledger_head SET hash = :hash WHERE id = 1"), {"hash": prev})
+
+
+class Receiver:
+    """A local HTTP server that answers every POST with ``status`` and keeps the bodies."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.bodies: list[bytes] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                receiver.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(receiver.status)
+                if 300 <= receiver.status < 400:
+                    self.send_header("Location", "/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:  # quiet test output
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/checkpoints"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
