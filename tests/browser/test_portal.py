@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from playwright.sync_api import Page, expect
 
+from consentgate.decisions import DecisionEngine
+from consentgate.policy import load_timeline
+from consentgate.snapshots.build import BuildRequest, build_snapshot
+from consentgate.taxonomy import load_taxonomy
 from consentgate.web.member import settings_view
 from consentgate.web.state import Portal, PortalConfig
 from tests.browser.conftest import LivePortal, axe_violations, log_in, log_out, screenshot
@@ -108,3 +116,39 @@ def test_member_pages_have_no_serious_accessibility_violations(live_portal: Live
     page.check("input[name=purposes][value='ml.non_generative']")
     page.click("form.objection-form button[type=submit]")
     assert axe_violations(page) == [], "objection receipt"
+
+
+def test_member_reads_the_proof_of_their_data_in_a_snapshot(
+    live_portal: LivePortal, page: Page, tmp_path: Path
+) -> None:
+    """From "Where my data went" to the proof: the member's records, why, the checked ledger entries."""
+    records = tmp_path / "net" / "records"
+    records.mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {
+                "record_id": pa.array([1, 2, 3], pa.int64()),
+                "member_id": pa.array([1001, 1001, 1004], pa.int64()),
+                "category": ["profile.skills", "messages.private", "profile.skills"],
+                "created_at": pa.array([datetime(2024, 6, 1, tzinfo=UTC)] * 3, pa.timestamp("us", tz="UTC")),
+            }
+        ),
+        records / "part-0.parquet",
+    )
+    engine = DecisionEngine(load_taxonomy(), load_timeline([], include_builtin=True))
+    request = BuildRequest(
+        data=tmp_path / "net",
+        purpose="genai.training",
+        as_of=datetime(2025, 11, 4, tzinfo=UTC),
+        out=tmp_path / "s",
+    )
+    built = build_snapshot(request, ledger=live_portal.ledger, engine=engine)
+    log_in(page, live_portal.url, "anna")
+    page.click("form[action='/notice'] button")
+    page.goto(f"{live_portal.url}/data")
+    page.click(f"a[href='/data/snapshots/{built.snapshot_id}']")
+    expect(page.locator("h1")).to_have_text("Your data in this training snapshot")
+    expect(page.locator("[data-proof=ok]")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("profile.skills")
+    assert axe_violations(page) == [], "proof page"
+    screenshot(page, "proof")
