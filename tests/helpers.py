@@ -1,5 +1,5 @@
-"""Helpers that several test modules share: an attacker with write access to the ledger's database,
-and a local HTTP endpoint that receives POSTs.
+"""Helpers that several test modules share: the CLI run as a subprocess, an attacker with write
+access to the ledger's database, and a local HTTP endpoint that receives POSTs.
 
 The attacker lifts the append-only triggers (as the database's owner or a superuser can), edits
 events, and may put the triggers back and recompute hashes so that the chain verifies in itself.
@@ -7,15 +7,58 @@ events, and may put the triggers back and recompute hashes so that the chain ver
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from sqlalchemy import text
 
 from consentgate.ledger.events import GENESIS_HASH, digest_of
 from consentgate.ledger.guards import restore_guards
 from consentgate.ledger.store import Ledger
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTGATE_")}
+    env["COLUMNS"] = "80"  # what a pipe or a small terminal gets, whatever the test runner's terminal
+    env.update(extra)
+    return env
+
+
+def cg(db: str | None, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m consentgate [--db DB] ARGS`` and capture its output."""
+    command = [sys.executable, "-m", "consentgate", *(["--db", db] if db else []), *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=120, cwd=cwd, env=cli_env(**env), check=False
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    """The stdout of a command that must have succeeded."""
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """Exit status 2, one 'error: ...' line on stderr, no traceback; returns that line."""
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def flat(text: str) -> str:
+    """Output with rich's line wrapping undone (runs of whitespace become one space)."""
+    return " ".join(text.split())
 
 
 def lift_guards(ledger: Ledger) -> None:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,33 +23,8 @@ from consentgate.ledger.anchors import append_checkpoint, load_private_key, sign
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots.registry import Registry, SnapshotEntry
 from tests.conftest import NOW, set_setting
-from tests.helpers import Receiver, cut_tail, lift_guards, rewrite_from
-
-
-def cg(db: str | None, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTGATE_")}
-    env["COLUMNS"] = "80"
-    command = [sys.executable, "-m", "consentgate", *(["--db", db] if db else []), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd, env=env, check=False)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.stderr
-    return result.stdout
-
-
-def error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """Exit status 2 and one 'error: ...' line on stderr, no traceback; returns that line."""
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    [line] = result.stderr.splitlines()
-    assert line.startswith("error: ")
-    return line
-
-
-def flat(output: str) -> str:
-    return " ".join(output.split())
+from tests.helpers import Receiver, cg, cut_tail, flat, lift_guards, ok, rewrite_from
+from tests.helpers import one_error_line as error_line
 
 
 @dataclass

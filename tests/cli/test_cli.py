@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -24,6 +22,7 @@ from fideslang.models import Taxonomy as FidesTaxonomy
 
 from consentgate.ledger.database import head_revision
 from consentgate.ledger.store import Ledger
+from tests.helpers import cg, flat, ok, one_error_line
 
 FIXTURES = Path(__file__).parent.parent / "policy" / "fixtures"
 REFERENCE = re.compile(r"OBJ-[0-9A-F]{10}")
@@ -41,45 +40,6 @@ SETTINGS_CSV = """member_id,setting,value,effective_at
 """
 MEMBER_EVENTS = 4 + 4 + 1 + 1 + 1  # registered + country each; birth dates of 1 and 4; 3's minor flag
 SETTING_EVENTS = 2
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTGATE_")}
-    env["COLUMNS"] = "80"  # what a pipe or a small terminal gets, whatever the test runner's terminal
-    env.update(extra)
-    return env
-
-
-def cg(db: str | None, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m consentgate [--db DB] ARGS`` and capture its output."""
-    command = [sys.executable, "-m", "consentgate", *(["--db", db] if db else []), *args]
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=120, cwd=cwd, env=_env(**env), check=False
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    """The stdout of a command that must have succeeded."""
-    assert result.returncode == 0, (
-        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    assert "Traceback" not in result.stderr
-    return result.stdout
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """Exit status 2, one 'error: ...' line on stderr, no traceback; returns that line."""
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("error: "), lines
-    return lines[0]
-
-
-def flat(text: str) -> str:
-    """Output with rich's line wrapping undone (runs of whitespace become one space)."""
-    return " ".join(text.split())
 
 
 @dataclass

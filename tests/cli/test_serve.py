@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.test_cli import MEMBERS_CSV, _env, cg
+from tests.cli.test_cli import MEMBERS_CSV
+from tests.helpers import cg, cli_env
 
 
 def _free_port() -> int:
@@ -68,7 +69,7 @@ def test_account_create_then_serve_lets_the_member_log_in(tmp_path: Path, worker
             str(key),
         ],
         cwd=tmp_path,
-        env=_env(),
+        env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -85,16 +85,15 @@ def _derived(
 ) -> list[str]:
     """Row counts from the footers, totals from the lineage, and the lineage from the records."""
     problems: list[str] = []
-    file_rows = 0
+    found: dict[str, int] = {}
     try:
         for item in listed:
-            rows = parquet_rows(entry.path / item["file"], label=item["file"])
+            found[item["file"]] = rows = parquet_rows(entry.path / item["file"], label=item["file"])
             if rows != item["rows"]:
                 problems.append(
                     f"rows: {item['file']} holds {rows:,} rows, the manifest lists {item['rows']:,}"
                 )
-            if item is not manifest["outputs"]["members"]:
-                file_rows += rows
+        file_rows = sum(found[item["file"]] for item in manifest["outputs"]["records"])
         lineage = lineage_totals(entry.path / manifest["outputs"]["members"]["file"])
     except EngineOutputError as exc:
         return [*problems, f"rows: {exc}"]

@@ -40,11 +40,7 @@ DICTIONARY_PAGE_LIMIT = 64 << 10
 # 2.5M synthetic records took 0.65 s instead of 1.9 s with pyarrow's 1 MiB default.
 WORKERS: int | None = None
 """Files filtered at once (default: one per core); tests raise it to force many threads."""
-_MICROS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1}
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_MICROS = {"s": 1_000_000, "ms": 1_000, "us": 1}  # ns: divided by 1,000
 
 
 def _path(path: Path) -> str:
