@@ -38,7 +38,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing consentgate${EXTRAS:+[$EXTRAS]} into $VENV ..." >&2
   log="$VENV/pip-install.log"
   spec="$ROOT"; [ -n "$EXTRAS" ] && spec="$ROOT[$EXTRAS]"
+  torch_first=true
+  case ",$EXTRAS," in
+    # torch==2.13.0 is the CPU build that lies on this machine's disk (pip's find-links); any other
+    # release resolves to a CUDA build of several GB from PyPI.
+    *,torch,*) torch_first() { "$VENV/bin/python" -c "import torch" 2>/dev/null ||
+                 "$VENV/bin/python" -m pip install --disable-pip-version-check "torch==2.13.0"; }
+               torch_first=torch_first ;;
+  esac
   if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check -U pip &&
+         $torch_first &&
          "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$spec"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     echo "error: installing consentgate failed (full log: $log)" >&2

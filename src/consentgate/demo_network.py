@@ -16,9 +16,8 @@ import pyarrow.parquet as pq
 
 from consentgate.decisions import DecisionEngine
 from consentgate.demo import PERSONAS
-from consentgate.ledger.mirror import EventMirror, default_mirror_dir
 from consentgate.ledger.store import Ledger
-from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot, where_of
+from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot
 from consentgate.snapshots.lineage import Debt, model_debt
 from consentgate.snapshots.registry import Registry
 from consentgate.snapshots.synth import RECORDS, SynthResult, synthesize
@@ -131,5 +130,4 @@ def run_tour(
     ]
     registry = Registry(ledger)
     registry.register_model(MODEL, [built[-1].snapshot_id], at=ledger.clock(), note="demo")
-    mirror = EventMirror(ledger, default_mirror_dir(where_of(ledger)))
-    return Tour(result, built, model_debt(registry, mirror, MODEL))
+    return Tour(result, built, model_debt(ledger, engine, MODEL))

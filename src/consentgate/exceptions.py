@@ -12,7 +12,8 @@
     ├── NotFoundError                 an unknown member, objection or policy (404)
     ├── ConflictError                 the request contradicts the ledger (409)
     │   ├── IdempotencyConflict       the same idempotency key with another payload
-    │   └── ObjectionStateError       e.g. deciding an objection twice, extending too late
+    │   ├── ObjectionStateError       e.g. deciding an objection twice, extending too late
+    │   └── DebtOutstanding           a snapshot holds members who opted out before the training run
     ├── PublishError                  a checkpoint could not be written to its file or URL (502)
     ├── LedgerError                   the ledger itself is unusable (503)
     │   ├── LedgerNotInitialised      no schema yet: run ``consentgate init``
@@ -96,6 +97,17 @@ class IdempotencyConflict(ConflictError):
 
 class ObjectionStateError(ConflictError):
     """An objection action that its current state does not allow."""
+
+
+class DebtOutstanding(ConflictError):
+    """A training run (registration or read) would use members' data after their opt-out.
+
+    ``count`` is the number of members in debt; the message names examples and the two ways out.
+    """
+
+    def __init__(self, message: str, count: int) -> None:
+        super().__init__(message)
+        self.count = count
 
 
 class PublishError(ConsentgateError):

@@ -17,7 +17,6 @@ from consentgate.cli import app
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.exceptions import ConflictError, NotFoundError
 from consentgate.ledger.events import Source
-from consentgate.ledger.mirror import EventMirror
 from consentgate.ledger.store import Ledger
 from consentgate.objections import file_objection
 from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot
@@ -29,6 +28,7 @@ from tests.conftest import FixedClock, at, set_setting
 from tests.snapshots.conftest import MakeNetwork, Network
 
 T = "2025-11-04T00:00:00Z"
+TRAINED = ("--trained-at", "2025-11-05T00:00:00Z")  # before every opt-out the networks plan
 
 
 def build(ledger: Ledger, engine: DecisionEngine, net: Network, out: Path, purpose: str) -> BuildResult:
@@ -148,9 +148,11 @@ def test_snapshot_verify_detects_every_change(built: Built) -> None:
 
 def test_model_register_is_idempotent_and_refuses_conflicts_and_unknown_snapshots(built: Built) -> None:
     genai, ads = built.genai.snapshot_id, built.ads.snapshot_id
-    first = ok(cli(built.url, "model", "register", "assistant-v1", "--snapshot", genai, "--note", "run 1"))
+    first = ok(
+        cli(built.url, "model", "register", "assistant-v1", "--snapshot", genai, "--note", "run 1", *TRAINED)
+    )
     assert f"model assistant-v1 registered: trained on {genai}" in first
-    again = ok(cli(built.url, "model", "register", "assistant-v1", "--snapshot", genai))
+    again = ok(cli(built.url, "model", "register", "assistant-v1", "--snapshot", genai, *TRAINED))
     assert "already registered" in again
     registry = Registry(built.ledger)
     model, created = registry.register_model("assistant-v1", [genai, genai], at=at(T))
@@ -158,7 +160,7 @@ def test_model_register_is_idempotent_and_refuses_conflicts_and_unknown_snapshot
 
     with pytest.raises(ConflictError, match="already registered with snapshots"):
         registry.register_model("assistant-v1", [genai, ads], at=at(T))
-    conflict = cli(built.url, "model", "register", "assistant-v1", "--snapshot", ads)
+    conflict = cli(built.url, "model", "register", "assistant-v1", "--snapshot", ads, *TRAINED)
     assert isinstance(conflict.exception, ConflictError)
     with pytest.raises(NotFoundError, match="no snapshot 'nope' is registered"):
         registry.register_model("assistant-v2", [genai, "nope"], at=at(T))
@@ -228,35 +230,37 @@ def test_objection_debt_of_a_snapshot_and_of_a_model(
     set_setting(ledger, ads_changer, "ads_connections", False, "2025-11-10T00:00:00Z")
     set_setting(ledger, backdated, "genai_improvement", False, "2025-11-01T00:00:00Z")  # after W, before T
 
-    mirror = EventMirror(ledger, tmp_path / "events")
-    debts = objection_debt(registry, mirror, [registry.require(snapshot.snapshot_id)])
+    events = tmp_path / "events"
+    debts = objection_debt(ledger, engine, [registry.require(snapshot.snapshot_id)], events_dir=events)
     got = [(d.member_id, d.what, d.detail, d.effective_at, d.snapshot_id) for d in debts]
     assert got == [
         (backdated, "setting_off", "genai_improvement", at("2025-11-01"), snapshot.snapshot_id),
         (opt_out, "setting_off", "genai_improvement", at("2025-11-10"), snapshot.snapshot_id),
         (planned, "setting_off", "genai_improvement", at("2025-11-10"), snapshot.snapshot_id),
-        (objector, "objection", objection.reference, at("2025-11-12"), snapshot.snapshot_id),
+        (objector, "objection_pending", objection.reference, at("2025-11-12"), snapshot.snapshot_id),
     ]
 
     registry.register_model("assistant-v1", [snapshot.snapshot_id], at=at(T))
-    assert [(d.member_id, d.effective_at) for d in model_debt(registry, mirror, "assistant-v1")] == [
-        (d[0], d[3]) for d in got
-    ]
+    assert [
+        (d.member_id, d.effective_at) for d in model_debt(ledger, engine, "assistant-v1", events_dir=events)
+    ] == [(d[0], d[3]) for d in got]
     # A model trained on the ads snapshot too owes the ads opt-out of a member in that snapshot.
     assert ads_changer in set(pq.read_table(ads.path / "members.parquet")["member_id"].to_pylist())
     registry.register_model("both", [snapshot.snapshot_id, ads.snapshot_id], at=at(T))
-    both = {d.member_id: (d.snapshot_id, d.detail) for d in model_debt(registry, mirror, "both")}
+    both = {
+        d.member_id: (d.snapshot_id, d.detail) for d in model_debt(ledger, engine, "both", events_dir=events)
+    }
     assert both[ads_changer] == (ads.snapshot_id, "ads_connections")
     assert {backdated, opt_out, planned, objector} <= set(both)
     assert outsider not in both
     with pytest.raises(NotFoundError):
-        model_debt(registry, mirror, "nope")
+        model_debt(ledger, engine, "nope", events_dir=events)
 
 
 def test_lineage_debt_through_the_cli(built: Built) -> None:
     member, planned = built.net.ids["eea_adult"], built.net.ids["eea_optout_after"]
     set_setting(built.ledger, member, "genai_improvement", False, "2025-11-11T00:00:00Z")
-    ok(cli(built.url, "model", "register", "assistant-v1", "--snapshot", built.genai.snapshot_id))
+    ok(cli(built.url, "model", "register", "assistant-v1", "--snapshot", built.genai.snapshot_id, *TRAINED))
     for option in (("--snapshot", built.genai.snapshot_id), ("--model", "assistant-v1")):
         debts = json.loads(ok(cli(built.url, "lineage", "debt", *option, "--json")))
         assert [(d["member_id"], d["what"], d["detail"], d["effective_at"]) for d in debts] == [

@@ -14,12 +14,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from consentgate.decisions.engine import DecisionEngine
 from consentgate.ledger.events import EventDraft, EventKind, Source
 from consentgate.ledger.state import ObjectionOutcome
 from consentgate.ledger.store import Ledger
 from consentgate.objections import decide_objection, file_objection, get_objection, list_objections
+from consentgate.policy import load_timeline
 from consentgate.snapshots.registry import Registry, SnapshotEntry
-from consentgate.taxonomy import Taxonomy
+from consentgate.taxonomy import Taxonomy, load_taxonomy
 from consentgate.timeutil import to_micros
 from consentgate.web.console import objection_weeks, optout_rates
 from tests.conftest import NOW, FixedClock, at, register, set_setting
@@ -374,19 +376,23 @@ def test_snapshot_and_model_debt(
         pa.table(
             {
                 "member_id": pa.array([1001, 1004], pa.int64()),
-                "category": ["profile.name"] * 2,
+                "category": ["content.posts"] * 2,
                 "records": pa.array([1, 1], pa.int64()),
             }
         ),
         folder / "members.parquet",
     )
-    (folder / "manifest.json").write_text(json.dumps({"governing_settings": ["genai_improvement"]}))
+    as_of = at("2025-11-04T00:00:00Z")
+    policy = DecisionEngine(load_taxonomy(), load_timeline([], include_builtin=True)).timeline.in_force(as_of)
+    assert policy is not None
+    manifest = {"governing_settings": ["genai_improvement"], "policy": {"hash": policy.content_hash()}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     registry = Registry(portal_ledger)
     entry = SnapshotEntry(
         snapshot_id="snap-1",
         kind="training",
-        purpose="ml.generative",
-        as_of=at("2025-01-01T00:00:00Z"),
+        purpose="genai.training",
+        as_of=as_of,
         watermark=portal_ledger.watermark(),
         policy_ref=None,
         engine="duckdb",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import time
 from collections.abc import Iterator
@@ -16,11 +17,12 @@ from rich.table import Table
 
 from consentgate.cli.context import console, ctx, err_console, instant, print_json
 from consentgate.exceptions import InputError
-from consentgate.ledger.mirror import EventMirror, default_mirror_dir
-from consentgate.snapshots.build import BuildRequest, BuildResult, ProgressFn, build_snapshot, where_of
+from consentgate.snapshots.build import BuildRequest, BuildResult, ProgressFn, build_snapshot
 from consentgate.snapshots.lineage import member_lineage, model_debt, objection_debt
 from consentgate.snapshots.proof import MemberProof, prove_member
+from consentgate.snapshots.refresh import RefreshRequest, refresh_snapshot
 from consentgate.snapshots.registry import Registry
+from consentgate.snapshots.training_runs import register_trained_model
 from consentgate.snapshots.verify import verify_snapshot
 from consentgate.timeutil import format_instant
 
@@ -200,6 +202,68 @@ def gate(
     )
 
 
+@snapshot_app.command("refresh")
+def refresh(
+    typer_ctx: typer.Context,
+    snapshot_id: Annotated[str, typer.Argument(help="The snapshot to refresh.")],
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Decide as of this instant (ISO, UTC; default now).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for OUT/<id> (default: the source's folder).")
+    ] = None,
+    engine: EngineOpt = EngineName.duckdb,
+    spark_master: MasterOpt = None,
+    watermark: WatermarkOpt = None,
+    events_dir: EventsOpt = None,
+    lineage_url: LineageOpt = None,
+    reverify: ReverifyOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Derive a snapshot from SNAPSHOT_ID without the members in debt at --as-of (no raw data read).
+
+    Every other record is the source's, row for row; the manifest records derived_from and the debt
+    removed per reason. Train on the result instead of the stale snapshot.
+    """
+    context = ctx(typer_ctx)
+    request = RefreshRequest(
+        snapshot_id=snapshot_id,
+        as_of=None if as_of is None else instant(as_of, "--as-of"),
+        out=out,
+        engine=engine.value,
+        spark_master=spark_master,
+        watermark=watermark,
+        events_dir=events_dir,
+        lineage_url=lineage_url,
+        reverify=reverify,
+    )
+    with _progress() as progress:
+        started = time.monotonic()
+        result = refresh_snapshot(request, ledger=context.ledger(), engine=context.engine, progress=progress)
+        seconds = time.monotonic() - started
+    m = result.build.manifest
+    if as_json:
+        print_json({**m, "path": str(result.build.path), "reproduced": result.build.reproduced})
+        return
+    verb = (
+        "reproduced (byte-identical to the registered snapshot)" if result.build.reproduced else "published"
+    )
+    debt = m["debt_removed"]
+    console.print(f"{m['kind']} {result.snapshot_id} {verb}")
+    console.print(f"  at {result.build.path}")
+    console.print(
+        f"  derived from {snapshot_id} (records as of {m['derived_from']['records_as_of']}),"
+        f" decided as of {m['as_of']}, ledger watermark {m['ledger']['watermark']}, engine {m['engine']}"
+    )
+    console.print(
+        f"  removed {debt['members']:,} members in debt ({debt['records']:,} records);"
+        f" kept {m['counts']['records_included']:,} records of {m['counts']['members_included']:,} members"
+        f" in {seconds:.1f} s"
+    )
+    for reason, n in debt["by_reason"].items():
+        console.print(f"  removed {n['members']:>10,} members ({n['records']:,} records)  {reason}")
+
+
 @snapshot_app.command("list")
 def list_snapshots(
     typer_ctx: typer.Context,
@@ -332,25 +396,69 @@ def model_register(
     snapshot: Annotated[
         list[str], typer.Option("--snapshot", help="Snapshot it was trained on (repeatable).")
     ],
+    trained_at: Annotated[
+        str | None,
+        typer.Option("--trained-at", help="When the training used the snapshots (ISO, UTC; default now)."),
+    ] = None,
+    accept_debt: Annotated[
+        str | None,
+        typer.Option(
+            "--accept-debt",
+            help="Register despite members who opted out before the training, for this recorded reason.",
+        ),
+    ] = None,
     note: Annotated[str, typer.Option(help="Free text, e.g. the training run.")] = "",
+    events_dir: EventsOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Record that model NAME was trained on the given snapshots."""
+    """Record that model NAME was trained on the given snapshots at --trained-at.
+
+    Refused (exit status 2) when a snapshot holds members who, by then, had switched the purpose
+    off, objected, been flagged as minors or moved out of its regions: refresh the snapshot
+    (`snapshot refresh`) and train on that, or give --accept-debt REASON.
+    """
     context = ctx(typer_ctx)
     ledger = context.ledger()
-    model, created = Registry(ledger).register_model(name, snapshot, at=ledger.clock(), note=note)
-    verb = "registered" if created else "already registered"
-    console.print(f"model {model.name} {verb}: trained on {', '.join(model.snapshot_ids)}")
+    result = register_trained_model(
+        ledger,
+        context.engine,
+        name,
+        snapshot,
+        trained_at=None if trained_at is None else instant(trained_at, "--trained-at"),
+        accept_debt=accept_debt,
+        actor=f"cli:{getpass.getuser()}",
+        note=note,
+        events_dir=events_dir,
+    )
+    model = result.model
+    if as_json:
+        print_json({**model.to_dict(), "created": result.created})
+        return
+    verb = "registered" if result.created else "already registered"
+    when = "" if model.trained_at is None else f" at {format_instant(model.trained_at)}"
+    console.print(f"model {model.name} {verb}: trained on {', '.join(model.snapshot_ids)}{when}")
+    if result.created and model.override is not None:
+        console.print(
+            f"  OVERRIDE recorded by {model.override.by}: {model.override.members:,} members in debt"
+            f" were trained on after their opt-out; reason: {model.override.reason}"
+        )
 
 
 @model_app.command("list")
 def model_list(typer_ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Registered models and their snapshots."""
+    """Registered models, their snapshots, training time and any override."""
     entries = Registry(ctx(typer_ctx).ledger()).models()
     if as_json:
-        print_json([{"name": m.name, "snapshots": list(m.snapshot_ids), "note": m.note} for m in entries])
+        print_json([m.to_dict() for m in entries])
         return
     for m in entries:
-        console.print(f"{m.name}: {', '.join(m.snapshot_ids)}{'  (' + m.note + ')' if m.note else ''}")
+        when = "" if m.trained_at is None else f" trained {format_instant(m.trained_at)}"
+        override = (
+            "" if m.override is None else f"  OVERRIDE ({m.override.members:,} members): {m.override.reason}"
+        )
+        console.print(
+            f"{m.name}: {', '.join(m.snapshot_ids)}{when}{'  (' + m.note + ')' if m.note else ''}{override}"
+        )
     if not entries:
         console.print("no models registered")
 
@@ -390,13 +498,13 @@ def lineage_debt(
     """Members in a snapshot or model who have since opted out or objected for its purpose."""
     if (snapshot is None) == (model is None):
         raise InputError("lineage debt: give exactly one of --snapshot S or --model NAME")
-    ledger = ctx(typer_ctx).ledger()
+    context = ctx(typer_ctx)
+    ledger = context.ledger()
     registry = Registry(ledger)
-    mirror = EventMirror(ledger, events_dir or default_mirror_dir(where_of(ledger)))
     debts = (
-        objection_debt(registry, mirror, [registry.require(snapshot)])
+        objection_debt(ledger, context.engine, [registry.require(snapshot)], events_dir=events_dir)
         if snapshot is not None
-        else model_debt(registry, mirror, str(model))
+        else model_debt(ledger, context.engine, str(model), events_dir=events_dir)
     )
     if as_json:
         print_json([d.to_dict() for d in debts])

@@ -64,6 +64,7 @@ snapshots = Table(
     Column("manifest_sha256", String(64), nullable=False),
     Column("path", Text, nullable=False),
     Column("registered_at", BigInteger, nullable=False),
+    Column("derived_from", String(200), nullable=True),  # migration 0004: a refresh's source
 )
 models = Table(
     "models",
@@ -71,6 +72,13 @@ models = Table(
     Column("name", String(200), primary_key=True),
     Column("registered_at", BigInteger, nullable=False),
     Column("note", Text, nullable=False, server_default=""),
+    # Migration 0004: when the training used the snapshots, the ledger head it was checked against,
+    # and the override (reason, who, members) it was registered under despite a debt.
+    Column("trained_at", BigInteger, nullable=True),
+    Column("watermark", BigInteger, nullable=True),
+    Column("override_reason", Text, nullable=True),
+    Column("override_by", String(128), nullable=True),
+    Column("debt_members", BigInteger, nullable=False, server_default="0"),
 )
 model_snapshots = Table(
     "model_snapshots",
@@ -78,6 +86,32 @@ model_snapshots = Table(
     Column("model_name", String(200), ForeignKey("models.name"), primary_key=True),
     Column("snapshot_id", String(200), ForeignKey("snapshots.snapshot_id"), primary_key=True),
 )
+# Migration 0004: the members a model was trained on after their opt-out, under a recorded override.
+debt_overrides = Table(
+    "debt_overrides",
+    metadata,
+    Column("model_name", String(200), ForeignKey("models.name"), primary_key=True),
+    Column("snapshot_id", String(200), ForeignKey("snapshots.snapshot_id"), primary_key=True),
+    Column("member_id", BigInteger, primary_key=True),
+    Column("reason", String(64), nullable=False),
+    Column("since", BigInteger, nullable=True),
+    Column("seq", BigInteger, nullable=True),
+)
+Index("ix_debt_overrides_member", debt_overrides.c.member_id)
+# Every read of a snapshot by a training job through ``consentgate.training.open_snapshot``.
+training_reads = Table(
+    "training_reads",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("snapshot_id", String(200), ForeignKey("snapshots.snapshot_id"), nullable=False),
+    Column("purpose", String(128), nullable=False),
+    Column("read_at", BigInteger, nullable=False),
+    Column("watermark", BigInteger, nullable=False),
+    Column("job", String(200), nullable=False),
+    Column("covered_by_override", BigInteger, nullable=False, server_default="0"),
+    Column("recorded_at", BigInteger, nullable=False),
+)
+Index("ix_training_reads_snapshot", training_reads.c.snapshot_id)
 
 # The portal (migration 0003): login accounts and API service tokens. Only hashes are stored.
 accounts = Table(

@@ -110,7 +110,7 @@ def build_snapshot(
     dataset = open_dataset(request.data)
     out = request.out
     out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out)
+    remove_stale_partials(out)
 
     policy = engine.timeline.in_force(as_of)
     where = ledger.engine.url.render_as_string(hide_password=True)
@@ -200,7 +200,7 @@ def _build(
         )
         lap("eligibility")
         identity = _identity(request, dataset, ledger, eligibility, watermark)
-        enforcer = _engine(request, con, work)
+        enforcer = make_engine(request, con, work)
         output = enforcer.run(
             Job(dataset=dataset, at_us=to_micros(as_of), eligibility=work / "_eligibility", out=work),
             report("records", dataset.rows),
@@ -259,9 +259,9 @@ def _build(
     body = canonical_json(manifest)
     (work / "manifest.json").write_bytes(body)
     lap("manifest")
-    _fsync_tree(work)
+    fsync_tree(work)
     lap("fsync")
-    result = _publish(request, ledger, manifest, body, work, snapshot_id, eligibility)
+    result = publish(request, ledger, manifest, body, work, snapshot_id, eligibility)
     lap("publish")
     result.timings.update(timings)
     return result
@@ -301,7 +301,8 @@ def _identity(
     return identity
 
 
-def _engine(request: BuildRequest, con: duckdb.DuckDBPyConnection, work: Path) -> SnapshotEngine:
+def make_engine(request: BuildRequest, con: duckdb.DuckDBPyConnection, work: Path) -> SnapshotEngine:
+    """The engine that ``request`` names, with the eligibility tables of ``con`` (exported for Spark)."""
     if request.engine == "duckdb":
         return DuckDBEngine(con)
     if importlib.util.find_spec("pyspark") is None:
@@ -317,7 +318,7 @@ def _engine(request: BuildRequest, con: duckdb.DuckDBPyConnection, work: Path) -
     return SparkEngine(master=request.spark_master)
 
 
-def _publish(
+def publish(
     request: BuildRequest,
     ledger: Ledger,
     manifest: dict[str, Any],
@@ -325,7 +326,10 @@ def _publish(
     work: Path,
     snapshot_id: str,
     eligibility: Eligibility,
+    *,
+    derived_from: str | None = None,
 ) -> BuildResult:
+    """Rename ``work`` to ``OUT/<snapshot_id>`` and register it in one transaction (or reproduce)."""
     registry = Registry(ledger)
     final = request.out / snapshot_id
     sha = hashlib.sha256(body).hexdigest()
@@ -369,6 +373,7 @@ def _publish(
         manifest_sha256=sha,
         path=final.resolve(),
         registered_at=now_utc(),
+        derived_from=derived_from,
     )
 
     def publish() -> None:
@@ -404,7 +409,7 @@ def _same_inputs(registry: Registry, manifest: dict[str, Any]) -> str | None:
     return None
 
 
-def _remove_stale_partials(out: Path) -> None:
+def remove_stale_partials(out: Path) -> None:
     """Remove unpublished folders of builds whose process is gone (killed or crashed)."""
     for folder in out.glob(".*.partial"):
         try:
@@ -419,7 +424,7 @@ def _remove_stale_partials(out: Path) -> None:
             continue  # another user's live process
 
 
-def _fsync_tree(folder: Path) -> None:
+def fsync_tree(folder: Path) -> None:
     """Data before name: the rename that publishes must not expose files still in the page cache."""
     for path in sorted(folder.rglob("*")):
         if path.is_file():

@@ -107,7 +107,9 @@ def _objection_signatures(events: list[Path], purpose: str, at: datetime, waterm
     )
 
 
-def _signature_sql(events: list[Path], governing: tuple[str, ...], at: datetime, watermark: int) -> str:
+def _signature_sql(
+    events: list[Path], governing: tuple[str, ...], at: datetime, watermark: int, only: str | None = None
+) -> str:
     setting_list = ", ".join(f"'{key}'" for key in governing) or "NULL"
     source = parquet_source(events)
     # One aggregation per member: the latest value of each key is arg_max over (effective_at, seq),
@@ -125,6 +127,7 @@ def _signature_sql(events: list[Path], governing: tuple[str, ...], at: datetime,
         if governing
         else "''"
     )
+    restrict = "" if only is None else f" AND member_id IN (SELECT member_id FROM {only})"
     # The age test mirrors ledger.state.is_minor_on: 29 February births turn 18 on 1 March.
     return f"""
     WITH facts AS (
@@ -135,7 +138,7 @@ def _signature_sql(events: list[Path], governing: tuple[str, ...], at: datetime,
         nullif({latest(EventKind.member_fact, "believed_minor")}, '') AS believed_minor,
         {settings} AS settings_sig
       FROM {source}
-      WHERE seq <= {int(watermark)} AND effective_at <= {to_micros(at)}
+      WHERE seq <= {int(watermark)} AND effective_at <= {to_micros(at)}{restrict}
         AND (kind IN ('{EventKind.member_registered}', '{EventKind.member_fact}')
              OR (kind = '{EventKind.setting_changed}' AND key IN ({setting_list})))
       GROUP BY member_id
@@ -164,11 +167,14 @@ def compute_eligibility(
     purpose: str,
     at: datetime,
     watermark: int,
+    only: str | None = None,
 ) -> Eligibility:
     """Create ``member_class`` and ``rules`` in ``con`` for ``purpose`` as of (``at``, ``watermark``).
 
     Everything is read from ``events``, the verified mirror segments: the classes, the objections and
-    the representatives' states, so no unverified database row can decide a class.
+    the representatives' states, so no unverified database row can decide a class. ``only`` names a
+    table in ``con`` with a ``member_id`` column: then only those members are classified (a refresh
+    re-decides only the members whose events changed since its source snapshot).
     """
     taxonomy = engine.taxonomy
     policy = engine.timeline.in_force(at)
@@ -185,7 +191,7 @@ def compute_eligibility(
         SELECT s.member_id, s.region,
                concat_ws('/', coalesce(s.region, '?'), s.age, s.settings_sig, coalesce(o.objections, ''))
                  AS sig
-        FROM ({_signature_sql(events, governing, at, watermark)}) s
+        FROM ({_signature_sql(events, governing, at, watermark, only)}) s
         LEFT JOIN objections_src o USING (member_id)"""
     )
     rows = con.execute(

@@ -1,15 +1,14 @@
 """Lineage questions: whose data is in which snapshot and model, and who objected afterwards.
 
-"Objection debt" of a snapshot built as of (T, W) for purpose P: the members in it who, in an event
-the build could not see (effective after T, or recorded after W), switched off a setting that
-governs P or filed an objection covering P. A model's debt is the union over its snapshots. An
-opt-out acts only going forward; the debt names the models that would have to be retrained or
-unlearned to honour it for data already used.
+"Objection debt" of a snapshot (``snapshots.debt``): the members in it whose data a build now would
+leave out (a governing setting switched off, an objection pending or upheld, a minor, a region, a
+policy). A model's debt is the union over its snapshots. An opt-out acts only going forward; the
+debt names the models that would have to be retrained or unlearned to honour it for data already
+used, and no new training run may use a snapshot while it has any (``snapshots.training_runs``).
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
-from consentgate.exceptions import InputError
-from consentgate.ledger.events import EventKind
-from consentgate.ledger.mirror import EventMirror, read_events
+from consentgate.decisions.engine import DecisionEngine
+from consentgate.ledger.store import Ledger
+from consentgate.snapshots.debt import snapshot_debt
 from consentgate.snapshots.registry import Registry, SnapshotEntry
-from consentgate.timeutil import format_instant, from_micros, to_micros
+from consentgate.timeutil import format_instant
 
 
 @dataclass(frozen=True)
@@ -98,12 +96,14 @@ def member_lineage(registry: Registry, member_id: int) -> MemberLineage:
 
 @dataclass(frozen=True)
 class Debt:
-    """One member's first opt-out or objection that a snapshot (or a model's snapshots) predates."""
+    """One member of a snapshot whose data may no longer be used now (see ``snapshots.debt``)."""
 
     member_id: int
     snapshot_id: str
     what: str
+    """The reason code that excludes the member now: setting_off, objection_upheld, member_minor, …"""
     detail: str
+    """The member's first change after the snapshot (``kind key``), or the policy now in force."""
     effective_at: datetime
     seq: int
 
@@ -118,82 +118,40 @@ class Debt:
         }
 
 
-def _governing(entry: SnapshotEntry) -> list[str]:
-    manifest = json.loads((entry.path / "manifest.json").read_text())
-    return [str(k) for k in manifest.get("governing_settings", [])]
-
-
-def objection_debt(registry: Registry, mirror: EventMirror, entries: list[SnapshotEntry]) -> list[Debt]:
-    """Members of ``entries`` who opted out or objected after each snapshot's (T, W), earliest first."""
-    head, _ = mirror.ledger.head()
-    events = mirror.sync(head)
-    objections = _objections(events)
+def objection_debt(
+    ledger: Ledger,
+    engine: DecisionEngine,
+    entries: list[SnapshotEntry],
+    *,
+    at: datetime | None = None,
+    events_dir: Path | None = None,
+) -> list[Debt]:
+    """Members of ``entries`` whose data may no longer be used at ``at`` (default now), earliest first."""
     debts: list[Debt] = []
-    con = duckdb.connect()
-    try:
-        con.register("objections", objections)
-        source = (
-            f"read_parquet([{', '.join(_sql_path(p) for p in events)}])"
-            if events
-            else "(SELECT NULL::BIGINT member_id, NULL key, NULL value, NULL::BIGINT effective_at,"
-            " NULL::BIGINT seq, NULL kind WHERE false)"
-        )
-        for entry in entries:
-            lineage = entry.path / "members.parquet"
-            if not lineage.is_file():
-                raise InputError(
-                    f"snapshot {entry.snapshot_id}: {lineage} is missing; cannot compute its debt"
-                )
-            keys = ", ".join(f"'{k}'" for k in _governing(entry)) or "NULL"
-            at, mark = to_micros(entry.as_of), entry.watermark
-            rows = con.execute(
-                f"""
-                WITH members AS (SELECT DISTINCT member_id FROM read_parquet({_sql_path(lineage)})),
-                later AS (
-                  SELECT member_id, 'setting_off' AS what, key AS detail, effective_at, seq FROM {source}
-                  WHERE kind = '{EventKind.setting_changed}' AND key IN ({keys}) AND value = 'false'
-                    AND (effective_at > {at} OR seq > {mark})
-                  UNION ALL
-                  SELECT member_id, 'objection' AS what, reference AS detail, effective_at, seq
-                  FROM objections
-                  WHERE list_contains(purposes, $1) AND (effective_at > {at} OR seq > {mark})
-                )
-                SELECT member_id, arg_min(what, (effective_at, seq)), arg_min(detail, (effective_at, seq)),
-                       min(effective_at), arg_min(seq, (effective_at, seq))
-                FROM later SEMI JOIN members USING (member_id)
-                GROUP BY member_id ORDER BY min(effective_at), member_id
-                """,
-                [entry.purpose],
-            ).fetchall()
-            debts.extend(
-                Debt(int(m), entry.snapshot_id, str(w), str(d), from_micros(int(e)), int(s))
-                for m, w, d, e, s in rows
+    for found in snapshot_debt(ledger, engine, entries, at=at, events_dir=events_dir):
+        debts.extend(
+            Debt(
+                m.member_id,
+                found.snapshot_id,
+                m.reason,
+                m.change,
+                found.at if m.since is None else m.since,
+                0 if m.seq is None else m.seq,
             )
-    finally:
-        con.close()
-    return debts
+            for m in found.members
+        )
+    return sorted(debts, key=lambda d: (d.effective_at, d.member_id, d.snapshot_id))
 
 
-def _objections(files: list[Path]) -> pa.Table:
-    """Every objection received, from the verified mirror."""
-    events = read_events(files, "kind = ?", [str(EventKind.objection_received)])
-    return pa.table(
-        {
-            "member_id": pa.array([e.member_id for e in events], pa.int64()),
-            "reference": pa.array([e.key for e in events], pa.string()),
-            "purposes": pa.array([json.loads(e.value)["purposes"] for e in events], pa.list_(pa.string())),
-            "effective_at": pa.array([e.effective_at for e in events], pa.int64()),
-            "seq": pa.array([e.seq for e in events], pa.int64()),
-        }
-    )
-
-
-def model_debt(registry: Registry, mirror: EventMirror, name: str) -> list[Debt]:
+def model_debt(
+    ledger: Ledger, engine: DecisionEngine, name: str, *, events_dir: Path | None = None
+) -> list[Debt]:
     """A model's debt: per member, the earliest debt over the model's snapshots."""
+    registry = Registry(ledger)
     model = registry.require_model(name)
     entries = [registry.require(s) for s in model.snapshot_ids]
     first: dict[int, Debt] = {}
-    for debt in objection_debt(registry, mirror, entries):
+    for debt in objection_debt(ledger, engine, entries, events_dir=events_dir):
         known = first.get(debt.member_id)
         if known is None or (debt.effective_at, debt.seq) < (known.effective_at, known.seq):
             first[debt.member_id] = debt

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from consentgate.exceptions import ConflictError, InputError, NotFoundError
-from consentgate.ledger.schema import model_snapshots, models, snapshots
+from consentgate.ledger.schema import debt_overrides, model_snapshots, models, snapshots, training_reads
 from consentgate.ledger.store import Ledger
 from consentgate.timeutil import from_micros, to_micros
 
@@ -31,6 +31,8 @@ class SnapshotEntry:
     manifest_sha256: str
     path: Path
     registered_at: datetime
+    derived_from: str | None = None
+    """The snapshot this one was refreshed from (``snapshot refresh``), if any."""
 
     @classmethod
     def from_row(cls, row: Any) -> SnapshotEntry:
@@ -47,6 +49,7 @@ class SnapshotEntry:
             manifest_sha256=row.manifest_sha256,
             path=Path(row.path),
             registered_at=from_micros(row.registered_at),
+            derived_from=row.derived_from,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,7 +66,28 @@ class SnapshotEntry:
             "manifest_sha256": self.manifest_sha256,
             "path": str(self.path),
             "registered_at": self.registered_at.isoformat(),
+            "derived_from": self.derived_from,
         }
+
+
+@dataclass(frozen=True)
+class Override:
+    """Registered despite a debt: who decided it, why, and how many members it covers."""
+
+    reason: str
+    by: str
+    members: int
+
+
+@dataclass(frozen=True)
+class OverriddenMember:
+    """One member a model was trained on after their opt-out, under its override."""
+
+    snapshot_id: str
+    member_id: int
+    reason: str
+    since: datetime | None
+    seq: int | None
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,67 @@ class ModelEntry:
     registered_at: datetime
     note: str
     snapshot_ids: tuple[str, ...]
+    trained_at: datetime | None = None
+    """When the training used the snapshots (``--trained-at``; the registration for older models)."""
+    watermark: int | None = None
+    """The ledger head the registration checked the debt against."""
+    override: Override | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "snapshots": list(self.snapshot_ids),
+            "note": self.note,
+            "registered_at": self.registered_at.isoformat(),
+            "trained_at": None if self.trained_at is None else self.trained_at.isoformat(),
+            "watermark": self.watermark,
+            "override": None
+            if self.override is None
+            else {"reason": self.override.reason, "by": self.override.by, "members": self.override.members},
+        }
+
+    @classmethod
+    def from_row(cls, row: Any, snapshot_ids: tuple[str, ...]) -> ModelEntry:
+        override = (
+            None
+            if row.override_reason is None
+            else Override(row.override_reason, row.override_by or "", int(row.debt_members))
+        )
+        return cls(
+            name=row.name,
+            registered_at=from_micros(row.registered_at),
+            note=row.note,
+            snapshot_ids=snapshot_ids,
+            trained_at=None if row.trained_at is None else from_micros(row.trained_at),
+            watermark=None if row.watermark is None else int(row.watermark),
+            override=override,
+        )
+
+
+@dataclass(frozen=True)
+class TrainingRead:
+    """One read of a snapshot by a training job (``consentgate.training.open_snapshot``)."""
+
+    run_id: str
+    snapshot_id: str
+    purpose: str
+    read_at: datetime
+    watermark: int
+    job: str
+    covered_by_override: int
+    recorded_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "snapshot_id": self.snapshot_id,
+            "purpose": self.purpose,
+            "read_at": self.read_at.isoformat(),
+            "watermark": self.watermark,
+            "job": self.job,
+            "covered_by_override": self.covered_by_override,
+            "recorded_at": self.recorded_at.isoformat(),
+        }
 
 
 class Registry:
@@ -112,6 +197,7 @@ class Registry:
             path=str(entry.path),
         )
         values.pop("policy")
+        values["derived_from"] = entry.derived_from
         with self.ledger.engine.begin() as conn:
             conn.execute(insert(snapshots).values(**values))
             publish()
@@ -125,12 +211,23 @@ class Registry:
     # -- models --------------------------------------------------------------------------------
 
     def register_model(
-        self, name: str, snapshot_ids: Sequence[str], *, at: datetime, note: str = ""
+        self,
+        name: str,
+        snapshot_ids: Sequence[str],
+        *,
+        at: datetime,
+        note: str = "",
+        trained_at: datetime | None = None,
+        watermark: int | None = None,
+        override: Override | None = None,
+        overridden: Sequence[OverriddenMember] = (),
     ) -> tuple[ModelEntry, bool]:
         """Register model ``name`` trained on ``snapshot_ids``; returns (model, created).
 
         Registering the same name with the same snapshots again changes nothing; other snapshots
         under a known name are refused (a model's training data does not change after the fact).
+        The debt check belongs to the caller (``consentgate.snapshots.training_runs``); this only
+        records what it decided, the override and its members in the same transaction.
         """
         if not name.strip():
             raise InputError("NAME: a model needs a name")
@@ -146,24 +243,122 @@ class Registry:
                     f"model {name!r} is already registered with snapshots {', '.join(existing.snapshot_ids)}"
                 )
             return existing, False
+        trained = at if trained_at is None else trained_at
         try:
             with self.ledger.engine.begin() as conn:
-                conn.execute(insert(models).values(name=name, registered_at=to_micros(at), note=note))
+                conn.execute(
+                    insert(models).values(
+                        name=name,
+                        registered_at=to_micros(at),
+                        note=note,
+                        trained_at=to_micros(trained),
+                        watermark=watermark,
+                        override_reason=None if override is None else override.reason,
+                        override_by=None if override is None else override.by,
+                        debt_members=0 if override is None else override.members,
+                    )
+                )
                 conn.execute(
                     insert(model_snapshots), [{"model_name": name, "snapshot_id": s} for s in wanted]
                 )
+                if overridden:
+                    conn.execute(
+                        insert(debt_overrides),
+                        [
+                            {
+                                "model_name": name,
+                                "snapshot_id": m.snapshot_id,
+                                "member_id": m.member_id,
+                                "reason": m.reason,
+                                "since": None if m.since is None else to_micros(m.since),
+                                "seq": m.seq,
+                            }
+                            for m in overridden
+                        ],
+                    )
         except IntegrityError:  # registered concurrently: report what won
-            return self.register_model(name, snapshot_ids, at=at, note=note)
-        return ModelEntry(name, at, note, wanted), True
+            return self.register_model(
+                name,
+                snapshot_ids,
+                at=at,
+                note=note,
+                trained_at=trained_at,
+                watermark=watermark,
+                override=override,
+                overridden=overridden,
+            )
+        return self.require_model(name), True
+
+    def overridden(
+        self, *, model: str | None = None, member_id: int | None = None, snapshot_id: str | None = None
+    ) -> list[tuple[str, OverriddenMember]]:
+        """(model name, member) pairs recorded under overrides, filtered by any of the arguments."""
+        query = select(debt_overrides).order_by(
+            debt_overrides.c.model_name, debt_overrides.c.snapshot_id, debt_overrides.c.member_id
+        )
+        if model is not None:
+            query = query.where(debt_overrides.c.model_name == model)
+        if member_id is not None:
+            query = query.where(debt_overrides.c.member_id == member_id)
+        if snapshot_id is not None:
+            query = query.where(debt_overrides.c.snapshot_id == snapshot_id)
+        with self.ledger.engine.connect() as conn:
+            return [
+                (
+                    r.model_name,
+                    OverriddenMember(
+                        r.snapshot_id,
+                        int(r.member_id),
+                        r.reason,
+                        None if r.since is None else from_micros(r.since),
+                        None if r.seq is None else int(r.seq),
+                    ),
+                )
+                for r in conn.execute(query)
+            ]
+
+    # -- training reads ------------------------------------------------------------------------
+
+    def record_read(self, read: TrainingRead) -> None:
+        with self.ledger.engine.begin() as conn:
+            conn.execute(
+                insert(training_reads).values(
+                    run_id=read.run_id,
+                    snapshot_id=read.snapshot_id,
+                    purpose=read.purpose,
+                    read_at=to_micros(read.read_at),
+                    watermark=read.watermark,
+                    job=read.job,
+                    covered_by_override=read.covered_by_override,
+                    recorded_at=to_micros(read.recorded_at),
+                )
+            )
+
+    def reads(self, snapshot_ids: Sequence[str] | None = None) -> list[TrainingRead]:
+        query = select(training_reads).order_by(training_reads.c.recorded_at, training_reads.c.run_id)
+        if snapshot_ids is not None:
+            query = query.where(training_reads.c.snapshot_id.in_(list(snapshot_ids)))
+        with self.ledger.engine.connect() as conn:
+            return [
+                TrainingRead(
+                    r.run_id,
+                    r.snapshot_id,
+                    r.purpose,
+                    from_micros(r.read_at),
+                    int(r.watermark),
+                    r.job,
+                    int(r.covered_by_override),
+                    from_micros(r.recorded_at),
+                )
+                for r in conn.execute(query)
+            ]
 
     def get_model(self, name: str) -> ModelEntry | None:
         with self.ledger.engine.connect() as conn:
             row = conn.execute(select(models).where(models.c.name == name)).first()
             if row is None:
                 return None
-            return ModelEntry(
-                row.name, from_micros(row.registered_at), row.note, self._snapshots_of(conn, name)
-            )
+            return ModelEntry.from_row(row, self._snapshots_of(conn, name))
 
     def require_model(self, name: str) -> ModelEntry:
         model = self.get_model(name)
@@ -174,10 +369,7 @@ class Registry:
     def models(self) -> list[ModelEntry]:
         with self.ledger.engine.connect() as conn:
             rows = conn.execute(select(models).order_by(models.c.name)).fetchall()
-            return [
-                ModelEntry(r.name, from_micros(r.registered_at), r.note, self._snapshots_of(conn, r.name))
-                for r in rows
-            ]
+            return [ModelEntry.from_row(r, self._snapshots_of(conn, r.name)) for r in rows]
 
     @staticmethod
     def _snapshots_of(conn: Connection, name: str) -> tuple[str, ...]:

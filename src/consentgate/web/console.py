@@ -18,13 +18,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import text
 
+from consentgate.decisions.engine import DecisionEngine
 from consentgate.exceptions import ConflictError, ConsentgateError, InputError
 from consentgate.ledger.events import EventKind
-from consentgate.ledger.mirror import EventMirror, default_mirror_dir
 from consentgate.ledger.state import ObjectionOutcome, ObjectionStatus
 from consentgate.ledger.store import Ledger
 from consentgate.objections import decide_objection, extend_objection, get_objection, list_objections
-from consentgate.snapshots.build import where_of
 from consentgate.snapshots.lineage import Debt, objection_debt
 from consentgate.snapshots.registry import Registry, SnapshotEntry
 from consentgate.taxonomy import REGIONS
@@ -306,26 +305,21 @@ class DebtSummary:
     """snapshot id → why its debt is unknown."""
 
 
-def _mirror(ledger: Ledger) -> EventMirror:
-    return EventMirror(ledger, default_mirror_dir(where_of(ledger)))
-
-
-def debt_summary(ledger: Ledger) -> DebtSummary:
+def debt_summary(ledger: Ledger, engine: DecisionEngine) -> DebtSummary:
     registry = Registry(ledger)
     summary = DebtSummary(snapshots=registry.snapshots())
     models = registry.models()
     if not summary.snapshots:
         summary.models = [(m.name, m.snapshot_ids, 0 if not m.snapshot_ids else None) for m in models]
         return summary
-    mirror = _mirror(ledger)
     members: dict[str, set[int]] = {s.snapshot_id: set() for s in summary.snapshots}
     try:
-        debts = objection_debt(registry, mirror, summary.snapshots)
+        debts = objection_debt(ledger, engine, summary.snapshots)
     except (ConsentgateError, OSError):
         debts = []
         for entry in summary.snapshots:  # find which snapshot is the problem, keep the others
             try:
-                debts.extend(objection_debt(registry, mirror, [entry]))
+                debts.extend(objection_debt(ledger, engine, [entry]))
             except (ConsentgateError, OSError) as exc:
                 summary.errors[entry.snapshot_id] = str(exc)
     for debt in debts:
@@ -375,7 +369,7 @@ def console_page(request: Request, portal: PortalDep, principal: CurrentDPO) -> 
                 "decided": len(objections) - len(pending),
             },
             "chain": report,
-            "debt": debt_summary(portal.ledger),
+            "debt": debt_summary(portal.ledger, portal.engine),
             "charts": [optout_chart(rates, _), objections_chart(weeks, _)],
         },
     )
@@ -486,7 +480,7 @@ def snapshot_debt_page(
 ) -> Response:
     registry = Registry(portal.ledger)
     entry = registry.require(snapshot_id)
-    debts = first_debts(objection_debt(registry, _mirror(portal.ledger), [entry]))
+    debts = first_debts(objection_debt(portal.ledger, portal.engine, [entry]))
     return _debt_page(request, "snapshot", snapshot_id, debts, snapshot=entry)
 
 
@@ -495,5 +489,5 @@ def model_debt_page(request: Request, portal: PortalDep, principal: CurrentDPO, 
     registry = Registry(portal.ledger)
     model = registry.require_model(name)
     entries = [registry.require(s) for s in model.snapshot_ids]
-    debts = first_debts(objection_debt(registry, _mirror(portal.ledger), entries))
+    debts = first_debts(objection_debt(portal.ledger, portal.engine, entries))
     return _debt_page(request, "model", name, debts, model=model)

@@ -1,0 +1,402 @@
+"""``snapshot refresh S [--as-of T]``: S′ = S without the records of its members in debt at T.
+
+No raw data is read. The source's files are checked against its manifest first (a tampered source
+is never refreshed). The debt relation at (T, W) comes from ``snapshots.debt`` (the build's own
+eligibility code, for the members S holds who changed since); an engine then filters S's record
+files with it, exactly as a build filters raw records: on DuckDB with Arrow and numpy, on Spark by
+a join (an anti-join against the debt, in effect, since every other member of S keeps every
+category). Each output file holds its input's remaining rows in input order, every value as S has
+it. The records removed must equal the debt relation's records, the lineage is re-derived from
+the new files, and the output checks of a build run before anything is published.
+
+A full build at T and a refresh of S to T hold the same rows among the records S holds: a refresh
+never adds a record, so a member who *gained* permission since S (or a record created after S's
+as-of) needs a build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+from openlineage.client.event_v2 import RunState
+
+from consentgate import __version__
+from consentgate.decisions.engine import DecisionEngine
+from consentgate.exceptions import ChainBroken, GuardMissing, InputError, ProofError
+from consentgate.ledger.mirror import file_sha256
+from consentgate.ledger.store import Ledger
+from consentgate.snapshots import openlineage as ol
+from consentgate.snapshots.build import (
+    ENGINES,
+    BuildRequest,
+    BuildResult,
+    ProgressFn,
+    fsync_tree,
+    make_engine,
+    publish,
+    remove_stale_partials,
+)
+from consentgate.snapshots.dataset import Dataset, InputFile, fingerprint
+from consentgate.snapshots.debt import DebtMember, debt_members, prepare, read_manifest, verified_events
+from consentgate.snapshots.engines.base import Job
+from consentgate.snapshots.integrity import (
+    check_build_outputs,
+    content_digest,
+    lineage_totals,
+    parquet_rows,
+    snapshot_suffix,
+)
+from consentgate.snapshots.manifest import FORMAT, canonical_json, file_entry, tally
+from consentgate.snapshots.registry import Registry, SnapshotEntry
+from consentgate.timeutil import ensure_utc, format_instant, to_micros
+
+CHECKS = (
+    "source_files",
+    "ledger_chain",
+    "manifest_anchors",
+    "record_counts",
+    "debt_matches_removed",
+    "row_counts",
+    "lineage",
+)
+"""What a refresh verified before it published (recorded in the manifest)."""
+
+
+@dataclass(frozen=True)
+class RefreshRequest:
+    snapshot_id: str
+    as_of: datetime | None = None
+    """T (default: the ledger clock's now)."""
+    out: Path | None = None
+    """Folder that receives ``OUT/<id>`` (default: the source snapshot's folder)."""
+    engine: str = "duckdb"
+    watermark: int | None = None
+    spark_master: str | None = None
+    events_dir: Path | None = None
+    lineage_url: str | None = None
+    memory_limit: str = "1GB"
+    reverify: bool = False
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    build: BuildResult
+    source: SnapshotEntry
+    removed: list[DebtMember]
+
+    @property
+    def snapshot_id(self) -> str:
+        return self.build.snapshot_id
+
+
+def check_source_files(entry: SnapshotEntry, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The source's manifest as registered and every file it lists intact; returns the records listed."""
+    body = (entry.path / "manifest.json").read_bytes()
+    if hashlib.sha256(body).hexdigest() != entry.manifest_sha256:
+        raise ProofError(
+            f"snapshot {entry.snapshot_id}: manifest.json changed since it was registered;"
+            " a refresh derives only from an intact snapshot, nothing published"
+        )
+    try:
+        records: list[dict[str, Any]] = list(manifest["outputs"]["records"])
+        listed = [*records, manifest["outputs"]["members"]]
+    except (KeyError, TypeError):
+        raise ProofError(
+            f"snapshot {entry.snapshot_id}: not a snapshot manifest; nothing published"
+        ) from None
+
+    def bad(item: dict[str, Any]) -> str | None:
+        path = entry.path / str(item["file"])
+        if not path.is_file():
+            return f"{path} is missing"
+        if file_sha256(path) != item["sha256"]:
+            return f"{path} differs from its manifest (sha256)"
+        return None
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        problems = [p for p in pool.map(bad, listed) if p is not None]
+    if problems:
+        raise ProofError(
+            f"snapshot {entry.snapshot_id}: {'; '.join(problems[:3])}"
+            f"{f' (and {len(problems) - 3} more)' if len(problems) > 3 else ''};"
+            " run `consentgate snapshot verify`; nothing published"
+        )
+    return records
+
+
+def _source_dataset(entry: SnapshotEntry, records: list[dict[str, Any]]) -> Dataset:
+    files: list[InputFile] = []
+    schema = None
+    for item in records:
+        path = entry.path / str(item["file"])
+        parquet = pq.ParquetFile(path)
+        schema = schema or parquet.schema_arrow
+        files.append(
+            InputFile(
+                path, parquet.metadata.num_rows, path.stat().st_size, fingerprint(path, parquet.metadata)
+            )
+        )
+    if schema is None:
+        raise ProofError(
+            f"snapshot {entry.snapshot_id}: its manifest lists no record files; nothing published"
+        )
+    return Dataset(entry.path, files, schema, None)
+
+
+def refresh_snapshot(
+    request: RefreshRequest,
+    *,
+    ledger: Ledger,
+    engine: DecisionEngine,
+    progress: ProgressFn | None = None,
+) -> RefreshResult:
+    """Derive S′ from S at T; publish it atomically and register it as derived from S."""
+    if request.engine not in ENGINES:
+        raise InputError(f"--engine: expected one of {', '.join(ENGINES)}, got {request.engine!r}")
+    registry = Registry(ledger)
+    source = registry.require(request.snapshot_id)
+    at = ledger.clock() if request.as_of is None else ensure_utc(request.as_of, field="--as-of")
+    if at < source.as_of:
+        raise InputError(
+            f"--as-of: {format_instant(at)} is before {source.snapshot_id}'s as-of"
+            f" {format_instant(source.as_of)}; a refresh only moves a snapshot forward"
+        )
+    head, _ = ledger.head()
+    watermark = head if request.watermark is None else request.watermark
+    if not source.watermark <= watermark <= head:
+        raise InputError(
+            f"--watermark: expected a seq between the source's watermark {source.watermark} and the"
+            f" ledger's head {head}, got {watermark}"
+        )
+    manifest = read_manifest(source)
+    out = request.out or source.path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out)
+    build_request = BuildRequest(
+        data=source.path,
+        purpose=source.purpose,
+        as_of=at,
+        out=out,
+        engine=request.engine,
+        watermark=watermark,
+        spark_master=request.spark_master,
+        kind=source.kind,
+        events_dir=request.events_dir,
+        lineage_url=request.lineage_url,
+        memory_limit=request.memory_limit,
+        reverify=request.reverify,
+    )
+    policy = engine.timeline.in_force(at)
+    emitter = ol.LineageEmitter(
+        ol.lineage_client(out, request.lineage_url),
+        job_name=f"refresh.{source.purpose}",
+        inputs=[
+            ol.ol_input(source.path),
+            ol.ledger_dataset(ledger.engine.url.render_as_string(hide_password=True)),
+        ],
+    )
+    facet = ol.run_facet(purpose=source.purpose, policy=policy, as_of=at, watermark=watermark)
+    emitter.emit(RunState.START, facet)
+    work = out / f".refresh-{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
+    work.mkdir()
+    try:
+        result = _refresh(build_request, source, manifest, ledger, engine, at, watermark, work, progress)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            emitter.emit(RunState.FAIL, facet)
+        raise
+    facet = ol.run_facet(
+        purpose=source.purpose, policy=policy, as_of=at, watermark=watermark, snapshot_id=result.snapshot_id
+    )
+    emitter.emit(RunState.COMPLETE, facet, outputs=[ol.ol_output(result.build.path)])
+    return result
+
+
+def _refresh(
+    request: BuildRequest,
+    source: SnapshotEntry,
+    source_manifest: dict[str, Any],
+    ledger: Ledger,
+    engine: DecisionEngine,
+    at: datetime,
+    watermark: int,
+    work: Path,
+    progress: ProgressFn | None,
+) -> RefreshResult:
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(phase: str) -> None:
+        now = time.perf_counter()
+        timings[phase] = timings.get(phase, 0.0) + now - clock[0]
+        clock[0] = now
+
+    records = check_source_files(source, source_manifest)
+    dataset = _source_dataset(source, records)
+    lap("source")
+    try:
+        events = verified_events(ledger, watermark, events_dir=request.events_dir, reverify=request.reverify)
+    except ChainBroken as exc:
+        raise ChainBroken(
+            exc.seq,
+            f"{exc.problem}; a refresh reads only a verified ledger, so nothing was published"
+            " (`consentgate audit verify` checks the whole chain)",
+        ) from None
+    except GuardMissing as exc:
+        raise GuardMissing(f"{exc}; nothing was published") from None
+    lap("mirror")
+    con = duckdb.connect()
+    try:
+        scratch = work / "_scratch"
+        scratch.mkdir()
+        con.execute(f"SET temp_directory = '{scratch}'")
+        con.execute(f"SET memory_limit = '{request.memory_limit}'")
+        if progress is not None:
+            progress("eligibility", 0, None)
+        relation = prepare(
+            con,
+            engine=engine,
+            events=events,
+            entry=source,
+            manifest=source_manifest,
+            at=at,
+            watermark=watermark,
+            keep=True,
+        )
+        removed = debt_members(con, engine=engine, events=events, entry=source, at=at, watermark=watermark)
+        lap("debt")
+        enforcer = make_engine(request, con, work)
+        output = enforcer.run(
+            Job(dataset=dataset, at_us=to_micros(at), eligibility=work / "_eligibility", out=work),
+            None if progress is None else (lambda done: progress("records", done, dataset.rows)),
+        )
+        rules = {
+            (int(c), str(cat)): (bool(a), str(r), str(lr))
+            for c, cat, a, r, lr in con.execute("SELECT * FROM rules").fetchall()
+        }
+        lap("enforce")
+    finally:
+        con.close()
+    shutil.rmtree(work / "_scratch", ignore_errors=True)
+    shutil.rmtree(work / "_eligibility", ignore_errors=True)
+    counts = tally(output.groups, rules, relation.eligibility, frozenset(engine.taxonomy.categories))
+    counts.by_region.clear()  # a refresh does not re-derive regions of the members it keeps
+    if counts.records_in != dataset.rows:
+        raise ProofError(
+            f"snapshot {source.snapshot_id}: the engine counted {counts.records_in:,} records, its files"
+            f" hold {dataset.rows:,}; nothing published"
+        )
+    owed = sum(m.records for m in removed)
+    if counts.records_excluded != owed:
+        raise ProofError(
+            f"the refresh removed {counts.records_excluded:,} records, but the debt at"
+            f" {format_instant(at)} holds {owed:,}; nothing published"
+        )
+    members_path = work / "members.parquet"
+    parquet_rows(members_path, label="members.parquet")
+    lineage = lineage_totals(members_path)
+    rows = check_build_outputs(
+        output,
+        allowed={pair for pair, (allowed, _, _) in rules.items() if allowed},
+        counts=counts,
+        inputs=[f.path for f in dataset.records],
+        lineage=lineage,
+        root=work,
+    )
+    outputs: dict[str, Any] = {
+        "records": [
+            file_entry(f, work, n, file_sha256(f)) for f, n in zip(output.record_files, rows, strict=True)
+        ],
+        "members": file_entry(members_path, work, lineage.rows, file_sha256(members_path)),
+    }
+    lap("check")
+    policy = relation.eligibility.policy
+    derived_from = {
+        "snapshot_id": source.snapshot_id,
+        "manifest_sha256": source.manifest_sha256,
+        "as_of": format_instant(source.as_of),
+        "watermark": source.watermark,
+        "records_as_of": source_manifest.get("derived_from", {}).get("records_as_of")
+        or format_instant(source.as_of),
+    }
+    identity: dict[str, Any] = {
+        "ledger": {
+            "watermark": watermark,
+            "hash_at_watermark": ledger.hash_at(watermark) if watermark else None,
+        },
+        "policy": None
+        if policy is None
+        else {"id": policy.id, "version": policy.version, "hash": policy.content_hash()},
+        "governing_settings": list(relation.eligibility.governing),
+        "derived_from": derived_from,
+        "inputs": {"records": [f.to_dict(source.path) for f in dataset.records], "members": None},
+    }
+    seed = {
+        **identity,
+        "kind": source.kind,
+        "purpose": source.purpose,
+        "as_of": format_instant(at),
+        "engine": request.engine,
+        "tool_version": __version__,
+    }
+    identity_digest = hashlib.sha256(canonical_json(seed)).hexdigest()
+    content = content_digest(outputs)
+    snapshot_id = f"{source.purpose}-{at:%Y%m%dT%H%M%SZ}-{snapshot_suffix(identity_digest, content)}"
+    by_reason: dict[str, dict[str, int]] = {}
+    for member in removed:
+        slot = by_reason.setdefault(member.reason, {"members": 0, "records": 0})
+        slot["members"] += 1
+        slot["records"] += member.records
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "snapshot_id": snapshot_id,
+        "kind": source.kind,
+        "purpose": source.purpose,
+        "as_of": format_instant(at),
+        **identity,
+        "identity_digest": identity_digest,
+        "content_digest": content,
+        "engine": request.engine,
+        "tool_version": __version__,
+        "member_classes": len(relation.eligibility.classes),
+        "debt_removed": {
+            "members": len(removed),
+            "records": owed,
+            "by_reason": dict(sorted(by_reason.items())),
+            "members_rechecked": relation.touched,
+            "policy_changed": relation.policy_changed,
+        },
+        "checks": list(CHECKS),
+        "counts": {**counts.to_dict(), "members_included": lineage.members},
+        "outputs": outputs,
+    }
+    body = canonical_json(manifest)
+    (work / "manifest.json").write_bytes(body)
+    fsync_tree(work)
+    lap("manifest")
+    built = publish(
+        request,
+        ledger,
+        manifest,
+        body,
+        work,
+        snapshot_id,
+        relation.eligibility,
+        derived_from=source.snapshot_id,
+    )
+    lap("publish")
+    built.timings.update(timings)
+    return RefreshResult(built, source, removed)
