@@ -8,30 +8,41 @@ from __future__ import annotations
 
 import hashlib
 import random
+import tempfile
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 
 from consentgate.decisions.engine import DecisionEngine
-from consentgate.ledger.events import Source
 from consentgate.ledger.store import Ledger
 from consentgate.objections import decide_objection, file_objection
 from consentgate.policy import load_timeline
 from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot
 from consentgate.snapshots.engines.spark_engine import DEFAULT_MASTER, SparkEngine, spark_session
+from consentgate.snapshots.refresh import RefreshRequest, refresh_snapshot
 from consentgate.taxonomy import load_taxonomy
 from tests.conftest import FixedClock, at, register, set_setting
+from tests.snapshots.histories import (
+    IMPORT,
+    LATER_EVENT,
+    REFRESH_AT,
+    SCHEMA,
+    T_OCT,
+    T,
+    apply_later,
+    check_refresh_matches_build,
+    random_network,
+)
 
-T = "2025-11-04T00:00:00Z"
-T_OCT = "2025-10-01T00:00:00Z"
 AFTER_T = "2025-11-04T00:00:00.000001Z"
 MASTER = "local[2]"
-IMPORT = Source.import_
 SMALL_DATA = {
     "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
     "spark.sql.shuffle.partitions": "2",
@@ -45,19 +56,6 @@ CATEGORIES = [
     "affiliate.engagement",
 ]
 CREATED = ["2024-01-01T00:00:00Z", T_OCT, "2025-10-01T00:00:00.000001Z", T, AFTER_T]
-SCHEMA = pa.schema(
-    [
-        ("record_id", pa.int64()),
-        ("member_id", pa.int64()),
-        ("category", pa.string()),
-        ("created_at", pa.timestamp("us", tz="UTC")),
-        ("payload", pa.string()),
-        ("score", pa.float64()),
-        ("flag", pa.bool_()),
-        ("n", pa.int64()),
-        ("seen_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
 # id: (country, birth_date, believed_minor)
 MEMBERS: dict[int, tuple[str, str | None, bool | None]] = {
     1: ("DE", "1990-05-17", None),  # EEA adult
@@ -245,62 +243,6 @@ def test_edge_cases_agree(
         assert 15 not in members  # switched off exactly at T
 
 
-def random_network(ledger: Ledger, root: Path, seed: int, purpose: str) -> None:
-    """A seeded random network: members, settings (ties included), objections, records in two files."""
-    rng = random.Random(seed)
-    taxonomy = load_taxonomy()
-    instants = [at(x) for x in (T_OCT, T, "2025-09-01", "2026-02-28", "2026-03-01", "2025-11-10")]
-    birthdays = [None, "1980-01-01", "2007-11-04", "2007-11-05", "2008-02-29", "2008-02-28", "2008-03-01"]
-    countries = ["DE", "FR", "IT", "GB", "US", "BR", "CN", "CA", "HK", "CH", "IN"]
-    keys = ["genai_improvement", "ads_affiliate_sharing", "ads_connections", "ads_interests_traits"]
-    member_ids = list(range(1, 41))
-    for member_id in member_ids:
-        birth = rng.choice(birthdays)
-        register(
-            ledger,
-            member_id,
-            rng.choice(countries),
-            birth_date=birth,
-            believed_minor=rng.choice([None, True, False]) if birth is None else None,
-        )
-        for _ in range(rng.randrange(3)):
-            change = rng.choice(instants).isoformat()
-            set_setting(ledger, member_id, rng.choice(keys), rng.random() < 0.5, change)
-        if rng.random() < 0.2:
-            [status] = file_objection(
-                ledger, taxonomy, member_id=member_id, purposes=[purpose], at=at("2025-09-15"), source=IMPORT
-            )
-            if status.decision is None and rng.random() < 0.7:  # direct marketing: upheld at once
-                when = rng.choice([instants[0], instants[1], instants[5]])
-                decide_objection(
-                    ledger, reference=status.reference, uphold=rng.random() < 0.5, reason="r", at=when
-                )
-    categories = [*sorted(taxonomy.categories), "x.unknown", None]
-    string_ids = seed % 2 == 0
-    rows = []
-    for i in range(300):
-        created = rng.choice(instants) + timedelta(microseconds=rng.choice([0, 0, -1, 1]))
-        rows.append(
-            {
-                "record_id": f"r{i:04d}" if string_ids else i * 13 % 1000,
-                "member_id": rng.choice([*member_ids, 777, 778]),
-                "category": rng.choice(categories),
-                "created_at": created,
-                "payload": f"p{rng.random()}",
-                "score": rng.random(),
-                "flag": rng.random() < 0.5,
-                "n": rng.randrange(-(2**62), 2**62),
-                "seen_at": created,
-                "day": date(2000, 1, 1) + timedelta(days=rng.randrange(9000)),
-            }
-        )
-    schema = SCHEMA.set(0, pa.field("record_id", pa.string() if string_ids else pa.int64()))
-    schema = schema.append(pa.field("day", pa.date32()))
-    (root / "records").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows[:170], schema=schema), root / "records" / "a.parquet")
-    pq.write_table(pa.Table.from_pylist(rows[170:], schema=schema), root / "records" / "b.parquet")
-
-
 @pytest.mark.parametrize(
     ("seed", "purpose", "as_of"),
     [
@@ -356,3 +298,60 @@ def test_duckdb_keeps_input_order(ledger: Ledger, decisions: DecisionEngine, tmp
     """Eligible rows leave the DuckDB engine in their input order (the join must not reorder them)."""
     data = edge_network(ledger, tmp_path / "net")
     assert_input_order(build(ledger, decisions, data, tmp_path / "out", "duckdb", "genai.training", T), data)
+
+
+# -- refresh on both engines ----------------------------------------------------------------------
+
+
+@settings(
+    max_examples=3,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(seed=st.integers(0, 10_000), later=st.lists(LATER_EVENT, min_size=3, max_size=10), when=REFRESH_AT)
+def test_refresh_gives_the_same_snapshot_on_both_engines(
+    spark: SparkSession,
+    decisions: DecisionEngine,
+    seed: int,
+    later: list[tuple[str, int, str, str]],
+    when: str,
+) -> None:
+    """refresh(S, T) on Spark: the DuckDB refresh's rows, order, counts and lineage; both equal a
+    build at T restricted to S's records."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        ledger = Ledger.open(f"sqlite:///{root / 'ledger.db'}", clock=FixedClock(), initialise=True)
+        try:
+            random_network(ledger, root / "net", seed, "genai.training")
+            stale = build(ledger, decisions, root / "net", root / "stale", "duckdb", "genai.training", T)
+            apply_later(ledger, later)
+            fresh = {
+                name: refresh_snapshot(
+                    RefreshRequest(
+                        snapshot_id=stale.snapshot_id,
+                        as_of=at(when),
+                        out=root / name,
+                        engine=name,
+                        spark_master=MASTER if name == "spark" else None,
+                        events_dir=root / "events",
+                    ),
+                    ledger=ledger,
+                    engine=decisions,
+                )
+                for name in ("duckdb", "spark")
+            }
+            duck, sparked = fresh["duckdb"].build, fresh["spark"].build
+            assert_same(duck, sparked, pq.read_schema(next((stale.path / "records").iterdir())))
+            assert duck.manifest["debt_removed"] == sparked.manifest["debt_removed"]
+            for result in fresh.values():
+                check_refresh_matches_build(
+                    ledger,
+                    decisions,
+                    root / "net",
+                    stale,
+                    result,
+                    root / f"full-{result.build.manifest['engine']}",
+                )
+        finally:
+            ledger.close()
