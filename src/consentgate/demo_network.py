@@ -16,15 +16,20 @@ import pyarrow.parquet as pq
 
 from consentgate.decisions import DecisionEngine
 from consentgate.demo import PERSONAS
+from consentgate.exceptions import DebtOutstanding
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot
 from consentgate.snapshots.lineage import Debt, model_debt
-from consentgate.snapshots.registry import Registry
+from consentgate.snapshots.refresh import RefreshRequest, RefreshResult, refresh_snapshot
 from consentgate.snapshots.synth import RECORDS, SynthResult, synthesize
+from consentgate.snapshots.training_runs import Registration, register_trained_model
 from consentgate.timeutil import parse_instant
 
 AS_OF = ("2025-10-01", "2025-11-04")
 MODEL = "genai-2025-11"
+NEXT_MODEL = "genai-2026-01"
+NEXT_TRAINING = "2026-01-15"
+"""The next training run: on the stale snapshot it is refused; on the refreshed one it registers."""
 FIRST_SYNTH_MEMBER = 200_001
 PERSONA_CATEGORIES = (
     "profile.skills",
@@ -70,6 +75,10 @@ class Tour:
     network: SynthResult
     snapshots: list[BuildResult]
     debts: list[Debt]
+    refused: DebtOutstanding | None = None
+    """Registering NEXT_MODEL on the stale snapshot at NEXT_TRAINING (refused: its debt then)."""
+    refreshed: RefreshResult | None = None
+    next_model: Registration | None = None
 
     def by_region(self) -> list[tuple[str, list[int]]]:
         """Included records per region in each snapshot."""
@@ -128,6 +137,25 @@ def run_tour(
         )
         for day in AS_OF
     ]
-    registry = Registry(ledger)
-    registry.register_model(MODEL, [built[-1].snapshot_id], at=ledger.clock(), note="demo")
-    return Tour(result, built, model_debt(ledger, engine, MODEL))
+    stale = built[-1]
+    # Trained on the day of its snapshot: nothing owed then. Members opt out afterwards.
+    register_trained_model(
+        ledger, engine, MODEL, [stale.snapshot_id], trained_at=stale_as_of(stale), actor="demo", note="demo"
+    )
+    tour = Tour(result, built, model_debt(ledger, engine, MODEL))
+    when = parse_instant(NEXT_TRAINING)
+    try:
+        register_trained_model(ledger, engine, NEXT_MODEL, [stale.snapshot_id], trained_at=when, actor="demo")
+    except DebtOutstanding as refused:
+        tour.refused = refused
+    tour.refreshed = refresh_snapshot(
+        RefreshRequest(stale.snapshot_id, as_of=when), ledger=ledger, engine=engine
+    )
+    tour.next_model = register_trained_model(
+        ledger, engine, NEXT_MODEL, [tour.refreshed.snapshot_id], trained_at=when, actor="demo", note="demo"
+    )
+    return tour
+
+
+def stale_as_of(result: BuildResult) -> datetime:
+    return parse_instant(str(result.manifest["as_of"]))

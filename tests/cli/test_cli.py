@@ -362,6 +362,16 @@ def test_demo_runs_and_shows_the_decision_table(tmp_path: Path) -> None:
     assert eea and int(eea.group(1).replace(",", "")) > 0, "EEA members are included only from 2025-11-03"
     assert re.search(r"model genai-2025-11 trained on .*: objection debt of [\d,]+ members", flat(out))
     assert "e.g. 1003 Sophie: setting_off genai_improvement on 2025-11-10" in out
+    # Going forward: the next training run on the stale snapshot is refused, its refresh is not.
+    text = flat(out)
+    refused = re.search(
+        r"model genai-2026-01 on the same snapshot, trained 2026-01-15: REFUSED, ([\d,]+) members", text
+    )
+    removed = re.search(
+        r"--as-of 2026-01-15: (genai\.training-20260115T000000Z-[0-9a-f]{12}) without ([\d,]+) members", text
+    )
+    assert refused and removed and refused.group(1) == removed.group(2) != "0"
+    assert f"model genai-2026-01 registered on {removed.group(1)}" in text
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from rich.table import Table
 from consentgate.cli.context import Context, console, ctx
 from consentgate.decisions import Decision
 from consentgate.demo import DATES, PERSONAS, create_demo_accounts, decision_grid, load_population
-from consentgate.demo_network import MODEL, run_tour
+from consentgate.demo_network import MODEL, NEXT_MODEL, NEXT_TRAINING, run_tour
 from consentgate.ledger.store import Ledger
 from consentgate.policy import diff_policies
 
@@ -65,10 +65,12 @@ def _snapshots(context: Context, ledger: Ledger, folder: Path, *, members: int, 
     )
     console.print(_change_table("excluded records by reason", "reason", "excluded", dates, tour.by_reason()))
     kinds = tour.debt_kinds()
+    objected = sum(n for k, n in kinds.items() if k.startswith("objection"))
     console.print(
-        f"model {MODEL} trained on {tour.snapshots[-1].snapshot_id}: objection debt of {len(tour.debts):,} "
-        f"members ({kinds.get('setting_off', 0):,} switched gen-AI off later, {kinds.get('objection', 0):,} "
-        "objected later). Their data is in the model; the opt-out acts only on future builds."
+        f"model {MODEL} trained on {tour.snapshots[-1].snapshot_id} on its as-of day: objection debt of"
+        f" {len(tour.debts):,} members now ({kinds.get('setting_off', 0):,} switched gen-AI off later,"
+        f" {objected:,} objected later, {len(tour.debts) - kinds.get('setting_off', 0) - objected:,} other)."
+        " Their data is in that model; the opt-out acts going forward."
     )
     named = {p.member_id: p for p in PERSONAS}
     for debt in tour.debts:
@@ -77,6 +79,24 @@ def _snapshots(context: Context, ledger: Ledger, folder: Path, *, members: int, 
             console.print(
                 f"  e.g. {p.member_id} {p.name}: {debt.what} {debt.detail} on {debt.effective_at:%Y-%m-%d}"
             )
+    console.rule("going forward: the next training run")
+    if tour.refused is not None:
+        console.print(
+            f"model {NEXT_MODEL} on the same snapshot, trained {NEXT_TRAINING}: REFUSED,"
+            f" {tour.refused.count:,} members had opted out or objected by then"
+        )
+    if tour.refreshed is not None:
+        debt = tour.refreshed.build.manifest["debt_removed"]
+        console.print(
+            f"snapshot refresh {tour.snapshots[-1].snapshot_id} --as-of {NEXT_TRAINING}:"
+            f" {tour.refreshed.snapshot_id} without {debt['members']:,} members"
+            f" ({debt['records']:,} records), every other row as it was"
+        )
+    if tour.next_model is not None:
+        console.print(
+            f"model {NEXT_MODEL} registered on {tour.next_model.model.snapshot_ids[0]}: nobody who opted out"
+            " before its training is in it"
+        )
 
 
 def demo(
@@ -183,6 +203,9 @@ def demo(
                 f"{cli} --db {url} snapshot list",
                 f"{cli} --db {url} lineage member 1003",
                 f"{cli} --db {url} lineage debt --model {MODEL}",
+                f"{cli} --db {url} model list",
+                f"{cli} --db {url} model register genai-2026-02 --snapshot <the 2025-11-04 snapshot>"
+                "  (refused: who opted out since; then `snapshot refresh` it)",
                 f"{cli} --db {url} snapshot build --data {folder / 'network'} "
                 f"--purpose ads.affiliate_sharing --as-of 2025-12-01 --out {folder / 'snapshots'}"
                 "  (with consentgate[spark] installed, add --engine spark)",

@@ -81,6 +81,10 @@ class MemberModel:
         }
 
 
+Verdict = tuple[ModelStatus, Departure | None, str | None]
+"""A status, the departure it rests on, and the override's reason."""
+
+
 def _after_snapshot(event: LedgerEvent, entry: SnapshotEntry) -> bool:
     """Whether the snapshot could not have seen ``event`` (the build's own rule for "touched")."""
     return event.effective > entry.as_of or event.seq > entry.watermark
@@ -160,40 +164,38 @@ def member_models(
             states[instant] = resolve_member(member_id, history, at=instant, watermark=None)
         return states[instant]
 
+    current: dict[str, list[Departure]] = {}
+
+    def judge(model: ModelEntry, held: MemberInSnapshot, trained: datetime) -> Verdict:
+        entry = held.snapshot
+        listed = covered.get((model.name, entry.snapshot_id))
+        if listed is not None:
+            event = None if listed.seq is None else by_seq.get(listed.seq)
+            reason = None if model.override is None else model.override.reason
+            departure = _overridden(event, listed.reason, listed.since, listed.seq)
+            return ModelStatus.after_optout_override, departure, reason
+        at_training = _causes(engine, state_at(trained), held, by_seq)
+        if at_training:
+            return ModelStatus.after_optout, at_training[0], None
+        if entry.snapshot_id not in current:
+            current[entry.snapshot_id] = _causes(engine, state_at(now), held, by_seq)
+        causes = current[entry.snapshot_id]
+        if not causes:
+            return ModelStatus.allowed, None, None
+        # Allowed at training, not now: the departure is the first cause after the training.
+        later = [d for d in causes if d.since is not None and d.since > trained]
+        return ModelStatus.before_optout, later[0] if later else causes[0], None
+
     out: list[MemberModel] = []
     for held in holding:
-        entry = held.snapshot
-        current: list[Departure] | None = None
         for name in held.models:
             model = models.get(name)
             if model is None:  # removed between the two reads; nothing to say about it
                 continue
             trained = model.trained_at or model.registered_at
-
-            def seen(
-                status: ModelStatus, departure: Departure | None = None, override: str | None = None
-            ) -> MemberModel:
-                return MemberModel(
-                    name, entry.snapshot_id, entry.purpose, trained, status, departure, override
-                )
-
-            listed = covered.get((name, entry.snapshot_id))
-            if listed is not None:
-                event = None if listed.seq is None else by_seq.get(listed.seq)
-                reason = None if model.override is None else model.override.reason
-                departure = _overridden(event, listed.reason, listed.since, listed.seq)
-                out.append(seen(ModelStatus.after_optout_override, departure, reason))
-                continue
-            at_training = _causes(engine, state_at(trained), held, by_seq)
-            if at_training:
-                out.append(seen(ModelStatus.after_optout, at_training[0]))
-                continue
-            if current is None:
-                current = _causes(engine, state_at(now), held, by_seq)
-            if not current:
-                out.append(seen(ModelStatus.allowed))
-                continue
-            # Allowed at training, not now: the departure is the first cause after the training.
-            later = [d for d in current if d.since is not None and d.since > trained]
-            out.append(seen(ModelStatus.before_optout, later[0] if later else current[0]))
+            status, departure, reason = judge(model, held, trained)
+            entry = held.snapshot
+            out.append(
+                MemberModel(name, entry.snapshot_id, entry.purpose, trained, status, departure, reason)
+            )
     return sorted(out, key=lambda m: (m.trained_at, m.model, m.snapshot_id))

@@ -40,6 +40,8 @@ class Scope(StrEnum):
     objections_read = "objections:read"
     objections_write = "objections:write"
     lineage_read = "lineage:read"
+    models_write = "models:write"
+    """Register trained models (``POST /api/v1/models``); an override of a debt needs a DPO."""
 
 
 LANGUAGES = ("en", "de")

@@ -1,4 +1,4 @@
-"""The JSON API under ``/api/v1``: settings with receipts, decisions, objections, snapshots, lineage.
+"""The JSON API under ``/api/v1``: settings with receipts, decisions, objections, snapshots, lineage, models.
 
 Every route names what it needs (``scoped(...)``): a service token with the scope, a DPO, or, where
 it is about one member, that member logged in. State-changing routes ridden by a session cookie
@@ -21,14 +21,17 @@ from consentgate.ledger.events import LedgerEvent, Source
 from consentgate.ledger.state import MemberState, ObjectionStatus
 from consentgate.objections import file_objection, get_objection, list_objections
 from consentgate.snapshots.lineage import member_lineage
+from consentgate.snapshots.member_models import member_models
 from consentgate.snapshots.proof import prove_member
-from consentgate.snapshots.registry import Registry, SnapshotEntry
+from consentgate.snapshots.registry import ModelEntry, Registry, SnapshotEntry
+from consentgate.snapshots.training_runs import register_trained_model
 from consentgate.timeutil import from_micros
 from consentgate.web import member
 from consentgate.web.accounts import Scope
 from consentgate.web.auth import CSRFChecked, PortalDep, Principal, resolve_principal, scoped
 from consentgate.web.schemas import (
     MAX_MEMBER_ID,
+    ConflictPublic,
     DecisionBatch,
     DecisionBatchRequest,
     DecisionPublic,
@@ -37,10 +40,15 @@ from consentgate.web.schemas import (
     LastChange,
     MemberLineagePublic,
     MemberProofPublic,
+    ModelCreate,
+    ModelPublic,
+    ModelRegistrationPublic,
+    ModelsPublic,
     ObjectionCreate,
     ObjectionPublic,
     ObjectionReceipt,
     ObjectionsPublic,
+    OverridePublic,
     PolicyRef,
     PurposeUsePublic,
     Receipt,
@@ -438,7 +446,9 @@ def get_snapshot(
 )
 def get_member_lineage(member_id: MemberPath, portal: PortalDep) -> dict[str, Any]:
     _require_known(portal, member_id)
-    return member_lineage(Registry(portal.ledger), member_id).to_dict()
+    lineage = member_lineage(Registry(portal.ledger), member_id)
+    trained = member_models(portal.ledger, portal.engine, member_id, lineage=lineage)
+    return {**lineage.to_dict(), "trained_models": [m.to_dict() for m in trained]}
 
 
 @router.get(
@@ -474,3 +484,87 @@ def get_member_proof(
     if principal.kind == "member" and not proof.included:
         raise NotFoundError(f"no snapshot {snapshot_id!r} holds your data")
     return _json(proof.to_dict())
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def _model(entry: ModelEntry) -> ModelPublic:
+    override = entry.override
+    return ModelPublic(
+        name=entry.name,
+        snapshots=list(entry.snapshot_ids),
+        note=entry.note,
+        registered_at=entry.registered_at,
+        trained_at=entry.trained_at,
+        watermark=entry.watermark,
+        override=None
+        if override is None
+        else OverridePublic(reason=override.reason, by=override.by, members=override.members),
+    )
+
+
+def _registrant(principal: Principal) -> str:
+    """Who registered: ``dpo:<username>`` or ``token:<token name>`` (the override records it)."""
+    return f"{principal.kind}:{principal.username}"
+
+
+@router.get(
+    "/models",
+    response_model=ModelsPublic,
+    summary="Registered models, with their training time and any override of a debt",
+    tags=["lineage"],
+    dependencies=[scoped(Scope.lineage_read)],
+)
+def get_models(portal: PortalDep) -> ModelsPublic:
+    return ModelsPublic(models=[_model(m) for m in Registry(portal.ledger).models()])
+
+
+@router.post(
+    "/models",
+    response_model=ModelRegistrationPublic,
+    status_code=201,
+    summary="Register a trained model; refused while its snapshots hold members in debt at its training time",
+    tags=["lineage"],
+    responses={
+        200: {"model": ModelRegistrationPublic, "description": "The identical registration already exists."},
+        409: {
+            "model": ConflictPublic,
+            "description": "Refused: at the training time its snapshots hold members who had opted out or "
+            "objected (``count`` says how many; refresh the snapshots, or a DPO overrides with "
+            "``accept_debt``), or the name is registered with other snapshots.",
+        },
+    },
+    dependencies=[CSRFChecked],
+)
+def post_model(
+    body: ModelCreate,
+    response: Response,
+    portal: PortalDep,
+    principal: Annotated[Principal, scoped(Scope.models_write)],
+) -> ModelRegistrationPublic:
+    """The check of ``consentgate model register``: an opt-out acts going forward.
+
+    No model may be registered as trained on a member's data after their opt-out, unless a DPO
+    records an override with its reason (a service token may not decide that exception).
+
+    Registering the same name with the same snapshots again is a 200 with the model as registered
+    first: retries are safe without an Idempotency-Key.
+    """
+    if body.accept_debt is not None and principal.kind != "dpo":
+        raise HTTPException(
+            403, "accept_debt: an override of a debt needs the DPO role; a service token may not give one"
+        )
+    registration = register_trained_model(
+        portal.ledger,
+        portal.engine,
+        body.name,
+        body.snapshots,
+        trained_at=body.trained_at,
+        accept_debt=body.accept_debt,
+        actor=_registrant(principal),
+        note=body.note,
+    )
+    if not registration.created:
+        response.status_code = 200
+    return ModelRegistrationPublic(created=registration.created, model=_model(registration.model))

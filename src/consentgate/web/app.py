@@ -17,7 +17,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consentgate import __version__
-from consentgate.exceptions import ConsentgateError
+from consentgate.exceptions import ConsentgateError, DebtOutstanding
 from consentgate.ledger.store import Ledger
 from consentgate.policy import Timeline
 from consentgate.web import api, console, pages
@@ -97,7 +97,10 @@ def create_app(
     @app.exception_handler(ConsentgateError)
     async def domain_error(request: Request, exc: ConsentgateError) -> Response:
         if _wants_json(request):
-            return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+            body: dict[str, object] = {"detail": str(exc)}
+            if isinstance(exc, DebtOutstanding):
+                body["count"] = exc.count  # a client should not have to parse the number out of a sentence
+            return JSONResponse(body, status_code=exc.status_code)
         return render(
             request, "error.html", {"status": exc.status_code, "message": str(exc)}, status=exc.status_code
         )

@@ -14,6 +14,7 @@ from consentgate.ledger.events import LedgerEvent
 from consentgate.ledger.state import ObjectionStatus
 from consentgate.objections import file_objection
 from consentgate.snapshots.lineage import member_lineage
+from consentgate.snapshots.member_models import member_models
 from consentgate.snapshots.proof import prove_member
 from consentgate.snapshots.registry import Registry
 from consentgate.web.auth import CSRFChecked, CurrentMember, PortalDep, Principal, PrincipalDep
@@ -229,8 +230,9 @@ def acknowledge(portal: PortalDep, principal: CurrentMember, policy: Annotated[s
 def data_page(request: Request, portal: PortalDep, principal: CurrentMember) -> Response:
     assert principal.member_id is not None
     lineage = member_lineage(Registry(portal.ledger), principal.member_id)
+    models = member_models(portal.ledger, portal.engine, principal.member_id, lineage=lineage)
     view = settings_view(portal, principal.member_id, portal.now())
-    return render(request, "data.html", {"lineage": lineage, "view": view})
+    return render(request, "data.html", {"lineage": lineage, "models": models, "view": view})
 
 
 @router.get("/data/snapshots/{snapshot_id}")

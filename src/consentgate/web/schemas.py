@@ -9,14 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from consentgate.snapshots.training_runs import MAX_REASON
 from consentgate.timeutil import parse_instant
 
 MAX_BATCH = 10_000
 MAX_MEMBER_ID = 2**63 - 1
 TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 """Text without control characters (tabs and line breaks are allowed)."""
+SNAPSHOT_ID = r"^[A-Za-z0-9._:-]+$"
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$"
+"""A model name as the API takes it: it appears in console addresses, so no spaces or slashes."""
 
 
 def _instant(value: Any) -> Any:
@@ -48,6 +52,17 @@ class ErrorPublic(_Model):
     """Every error: one sentence saying what is wrong and, where it helps, what to do."""
 
     detail: str = Field(description="What went wrong, naming the field or value at fault.")
+
+
+class ConflictPublic(_Model):
+    """A request the ledger's state refuses (409)."""
+
+    detail: str = Field(description="Why, and what to do instead.")
+    count: int | None = Field(
+        default=None,
+        description="For a training run refused because of debt: how many members of its snapshots "
+        "had opted out, objected or otherwise left the purpose by the training time.",
+    )
 
 
 class ValidationProblem(_Model):
@@ -268,6 +283,97 @@ class MemberLineagePublic(_Model):
     unreadable_snapshots: list[str] = Field(
         description="Registered snapshots whose files are gone, so they could not be searched."
     )
+    trained_models: list[MemberModelPublic] = Field(
+        description="Per model trained on one of those snapshots: when, and whether that was before "
+        "the member's opt-out, after it under a recorded override, or while their data was allowed."
+    )
+
+
+class MemberModelPublic(_Model):
+    """A model trained on a snapshot that holds the member's data, as the member sees it."""
+
+    model: str = Field(description="Model name.")
+    snapshot_id: str = Field(description="The snapshot it was trained on that holds the member's data.")
+    purpose: str = Field(description="The snapshot's purpose.")
+    trained_at: datetime = Field(description="When the training used the snapshot (UTC).")
+    status: str = Field(
+        description="allowed (the member's data was allowed then and still is), before_optout (allowed "
+        "then; the member has opted out or objected since, so later models leave it out), "
+        "after_optout_override (trained after the opt-out under an override; see override_reason) or "
+        "after_optout (trained after the opt-out took effect and no override is recorded)."
+    )
+    since: datetime | None = Field(
+        description="When the opt-out (or other change that ends the use) took effect; null if none "
+        "or unknown."
+    )
+    reason: str | None = Field(description="Its reason code, e.g. setting_off or objection_upheld.")
+    seq: int | None = Field(description="The ledger event it rests on, if any.")
+    setting: str | None = Field(description="The setting switched off, if that is the reason.")
+    reference: str | None = Field(description="The objection, if that is the reason.")
+    override_reason: str | None = Field(
+        description="For after_optout_override: the reason the operator recorded for the override."
+    )
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+class ModelCreate(_Model):
+    """A training run to register: the model, the snapshots it used and when."""
+
+    name: str = Field(
+        min_length=1, max_length=200, pattern=MODEL_NAME, description="Model name, e.g. genai-2026-01."
+    )
+    snapshots: list[Annotated[str, Field(min_length=1, max_length=300, pattern=SNAPSHOT_ID)]] = Field(
+        min_length=1, max_length=100, description="Ids of the snapshots the model was trained on."
+    )
+    trained_at: Instant | None = Field(
+        default=None,
+        description="When the training used the snapshots: ISO 8601 with offset; default: now. "
+        "Not in the future, not before a snapshot's as-of.",
+    )
+    note: str = Field(default="", max_length=2000, pattern=TEXT, description="A note kept with the model.")
+    accept_debt: str | None = Field(
+        default=None,
+        max_length=MAX_REASON,
+        pattern=TEXT,
+        description="Register although the snapshots hold members in debt at the training time: the "
+        "override's reason, recorded with every member it covers and shown to them. DPO role only.",
+    )
+
+    @field_validator("accept_debt")
+    @classmethod
+    def _reason_given(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("give the reason for the override (it is recorded and shown to the members)")
+        return value
+
+
+class OverridePublic(_Model):
+    reason: str = Field(description="Why the model was registered despite the debt.")
+    by: str = Field(description="Who decided it, e.g. dpo:erika.")
+    members: int = Field(description="How many members in debt the override covers.")
+
+
+class ModelPublic(_Model):
+    name: str = Field(description="Model name.")
+    snapshots: list[str] = Field(description="The snapshots it was trained on.")
+    note: str = Field(description="The note kept with it.")
+    registered_at: datetime = Field(description="When it was registered (UTC).")
+    trained_at: datetime | None = Field(description="When the training used the snapshots (UTC).")
+    watermark: int | None = Field(description="The ledger head the registration checked the debt against.")
+    override: OverridePublic | None = Field(
+        description="Set when it was registered despite members in debt: an exception to see."
+    )
+
+
+class ModelsPublic(_Model):
+    models: list[ModelPublic] = Field(description="Registered models, by name.")
+
+
+class ModelRegistrationPublic(_Model):
+    created: bool = Field(description="False when the identical registration already existed.")
+    model: ModelPublic = Field(description="The registered model.")
 
 
 # --- member-level proofs ------------------------------------------------------------------------
@@ -356,3 +462,4 @@ class MemberProofPublic(_Model):
 
 
 SettingsPublic.model_rebuild()
+MemberLineagePublic.model_rebuild()
