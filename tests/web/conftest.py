@@ -7,25 +7,33 @@ password is ``PASSWORD``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from consentgate.decisions.engine import DecisionEngine
 from consentgate.ledger.store import Ledger
+from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot
 from consentgate.web import PortalConfig, create_app
 from consentgate.web import accounts as accounts_module
 from consentgate.web.accounts import AccountStore, Role, Scope
-from tests.conftest import register
+from tests.conftest import at, register
 
 PASSWORD = "correct horse battery"
 MEMBER_A = 1001
 MEMBER_B = 1004
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+CATEGORIES = ("profile.skills", "content.posts", "content.posts", "messages.private")
+"""Each member's records in ``build_genai_snapshot``: two kinds allowed, one never used for AI."""
 
 
 @dataclass
@@ -96,3 +104,39 @@ def client_for(app: FastAPI, username: str | None) -> tuple[TestClient, str]:
     test_client = TestClient(app)
     token = login(test_client, username) if username else csrf_of(test_client)
     return test_client, token
+
+
+def build_genai_snapshot(
+    ledger: Ledger,
+    engine: DecisionEngine,
+    root: Path,
+    members: Sequence[int],
+    *,
+    as_of: str = "2025-11-04T00:00:00Z",
+) -> BuildResult:
+    """A real genai.training snapshot of ``members``' records (``CATEGORIES`` each), built into ``root``."""
+    records = root / "net" / "records"
+    records.mkdir(parents=True)
+    owners = [m for m in members for _ in CATEGORIES]
+    pq.write_table(
+        pa.table(
+            {
+                "record_id": pa.array(range(1, len(owners) + 1), pa.int64()),
+                "member_id": pa.array(owners, pa.int64()),
+                "category": [c for _ in members for c in CATEGORIES],
+                "created_at": pa.array(
+                    [datetime(2025, 1, 1, tzinfo=UTC)] * len(owners), pa.timestamp("us", tz="UTC")
+                ),
+                "payload": [f"p{i}" for i in range(len(owners))],
+            }
+        ),
+        records / "part-0.parquet",
+    )
+    request = BuildRequest(
+        data=root / "net",
+        purpose="genai.training",
+        as_of=at(as_of),
+        out=root / "out",
+        events_dir=root / "events",
+    )
+    return build_snapshot(request, ledger=ledger, engine=engine)

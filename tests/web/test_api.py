@@ -73,17 +73,18 @@ def test_bad_bearer_is_401(client: TestClient) -> None:
         ("GET", "/objections/OBJ-0000000000", Scope.objections_read),
         ("GET", "/snapshots", Scope.lineage_read),
         ("GET", f"/members/{MEMBER_A}/lineage", Scope.lineage_read),
+        ("GET", "/models", Scope.lineage_read),
+        ("POST", "/models", Scope.models_write),
     ],
 )
 def test_a_token_needs_the_routes_scope(
     client: TestClient, tokens: Tokens, method: str, path: str, needs: Scope
 ) -> None:
-    bodies = {
-        "PUT": {"value": False},
-        "POST": {"requests": [{"member_id": 1, "category": "a.b", "purpose": "c.d"}]}
-        if path == "/decisions"
-        else {"purposes": ["genai.training"]},
+    posts: dict[str, object] = {
+        "/decisions": {"requests": [{"member_id": 1, "category": "a.b", "purpose": "c.d"}]},
+        "/models": {"name": "m", "snapshots": ["nope"]},  # an unknown snapshot: 404 once allowed
     }
+    bodies = {"PUT": {"value": False}, "POST": posts.get(path, {"purposes": ["genai.training"]})}
     for scope, secret in tokens.by_scope.items():
         response = client.request(method, API + path, headers=bearer(secret), json=bodies.get(method))
         if scope is needs:
@@ -541,7 +542,7 @@ def test_openapi_documents_every_route_with_models_and_errors(client: TestClient
         if path.startswith(API)
         for method, op in item.items()
     ]
-    assert len(operations) == 12
+    assert len(operations) == 14
     for path, method, op in operations:
         ok = op["responses"].get("200") or op["responses"].get("201")
         assert ok is not None, (path, method)

@@ -33,6 +33,7 @@ CALLERS = ("anonymous", "member_b", "token_without", "token_with", "member_a", "
 LOGIN = "login"  # 303 to /login: the page asks an anonymous caller to log in
 SNAPSHOT = "genai.training-2025-11-04-abcdef123456"
 MODEL = "genai-2025-11"
+TRAINED_AT = (NOW - timedelta(days=1)).isoformat()
 
 
 def _everyone(status: int | str) -> dict[str, int | str]:
@@ -170,6 +171,14 @@ def _table(refs: dict[str, str]) -> dict[tuple[str, str], Row]:
         ("GET", "/api/v1/snapshots/{snapshot_id}/members/{member_id}"): Row(
             f"/api/v1/snapshots/{SNAPSHOT}/members/{a}", _api(member_self=True), Scope.lineage_read
         ),
+        ("GET", "/api/v1/models"): Row("/api/v1/models", _api(member_self=False), Scope.lineage_read),
+        ("POST", "/api/v1/models"): Row(
+            "/api/v1/models",
+            _api(201, member_self=False),
+            Scope.models_write,
+            # Trained before the rows above switch member A's setting off (which puts A in debt).
+            json={"name": "authz-model", "snapshots": [SNAPSHOT], "trained_at": TRAINED_AT},
+        ),
     }
 
 
@@ -189,8 +198,11 @@ def _routes(app: FastAPI) -> set[tuple[str, str]]:
 
 
 @pytest.fixture
-def world(portal_ledger: Ledger, taxonomy: Taxonomy, tmp_path: Path) -> dict[str, str]:
+def world(
+    portal_ledger: Ledger, taxonomy: Taxonomy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """Objections of member A, both members past the policy notice, a snapshot and a model."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the event mirror of a PostgreSQL ledger
     refs = {
         name: file_objection(
             portal_ledger, taxonomy, member_id=MEMBER_A, purposes=["ml.non_generative"], at=None

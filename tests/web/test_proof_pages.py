@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,17 +13,15 @@ from fastapi.testclient import TestClient
 
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.ledger.store import Ledger
-from consentgate.snapshots.build import BuildRequest, build_snapshot
 from consentgate.snapshots.proof import prove_member
 from consentgate.snapshots.registry import Registry
 from consentgate.web.accounts import Scope
 from consentgate.web.schemas import MemberProofPublic
-from tests.conftest import at, set_setting
-from tests.web.conftest import MEMBER_A, MEMBER_B, Tokens, client_for
+from tests.conftest import set_setting
+from tests.web.conftest import MEMBER_A, MEMBER_B, Tokens, build_genai_snapshot, client_for
 
 API = "/api/v1"
 AS_OF = "2025-11-04T00:00:00Z"
-CATEGORIES = ("profile.skills", "content.posts", "content.posts", "messages.private")
 
 
 @dataclass
@@ -37,31 +34,7 @@ class Built:
 def built(portal_ledger: Ledger, engine: DecisionEngine, tmp_path: Path) -> Built:
     """A real genai.training snapshot: member A (Germany) is in it, member B (US) opted out before."""
     set_setting(portal_ledger, MEMBER_B, "genai_improvement", False, "2025-10-01T00:00:00Z")
-    records = tmp_path / "net" / "records"
-    records.mkdir(parents=True)
-    members = [m for m in (MEMBER_A, MEMBER_B) for _ in CATEGORIES]
-    pq.write_table(
-        pa.table(
-            {
-                "record_id": pa.array(range(1, len(members) + 1), pa.int64()),
-                "member_id": pa.array(members, pa.int64()),
-                "category": [*CATEGORIES, *CATEGORIES],
-                "created_at": pa.array(
-                    [datetime(2025, 1, 1, tzinfo=UTC)] * len(members), pa.timestamp("us", tz="UTC")
-                ),
-                "payload": [f"p{i}" for i in range(len(members))],
-            }
-        ),
-        records / "part-0.parquet",
-    )
-    request = BuildRequest(
-        data=tmp_path / "net",
-        purpose="genai.training",
-        as_of=at(AS_OF),
-        out=tmp_path / "out",
-        events_dir=tmp_path / "events",
-    )
-    result = build_snapshot(request, ledger=portal_ledger, engine=engine)
+    result = build_genai_snapshot(portal_ledger, engine, tmp_path, (MEMBER_A, MEMBER_B), as_of=AS_OF)
     return Built(result.snapshot_id, result.path)
 
 

@@ -472,7 +472,7 @@ def lineage_member(
     """The snapshots and models that hold a member's data: as-of, categories, record counts."""
     result = member_lineage(Registry(ctx(typer_ctx).ledger()), member_id)
     if as_json:
-        print_json(result.to_dict())
+        print_json(result.to_dict(training_runs=True))
         return
     if not result.snapshots:
         console.print(f"member {member_id}: no registered snapshot holds their data")
@@ -483,6 +483,10 @@ def lineage_member(
             f"{s.snapshot.snapshot_id}: {s.snapshot.purpose} as of {format_instant(s.snapshot.as_of)}, "
             f"{s.records} records: {categories}{models}"
         )
+        for read in s.reads:
+            console.print(
+                f"  read by training run {read.run_id} (job {read.job}) at {format_instant(read.read_at)}"
+            )
     for entry in result.missing:
         console.print(f"warning: {entry.snapshot_id}: files missing at {entry.path}, not searched")
 

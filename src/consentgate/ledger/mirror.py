@@ -110,13 +110,28 @@ def parquet_source(files: Sequence[Path]) -> str:
     return f"read_parquet([{listed}])"
 
 
+def seqs_then_rows(where_seqs: str, files: Sequence[Path]) -> str:
+    """A query for the full rows of the events whose seqs ``where_seqs`` selects, by seq.
+
+    Two steps because DuckDB decodes every projected column of every row before a filter: a
+    condition on one column over 8.5M events read all twelve columns (hashes included) in 5.8 s,
+    the seqs alone in 0.4 s, and the rows of those seqs by a semi join on seq (row groups are in
+    seq order, so most are skipped) in 1 s.
+    """
+    source = parquet_source(files)
+    return (
+        f"WITH wanted_seqs AS ({where_seqs})"
+        f" SELECT {', '.join('e.' + c for c in MIRROR_COLUMNS)} FROM {source} e"
+        " SEMI JOIN wanted_seqs w ON w.seq = e.seq ORDER BY e.seq"
+    )
+
+
 def read_events(files: Sequence[Path], where: str, params: Sequence[Any] = ()) -> list[LedgerEvent]:
     """The mirrored events matching the SQL condition ``where``, by seq."""
     con = duckdb.connect()
     try:
         rows = con.execute(
-            f"SELECT {', '.join(MIRROR_COLUMNS)} FROM {parquet_source(files)} WHERE {where} ORDER BY seq",
-            list(params),
+            seqs_then_rows(f"SELECT seq FROM {parquet_source(files)} WHERE {where}", files), list(params)
         ).fetchall()
     finally:
         con.close()
@@ -135,9 +150,12 @@ def events_of_members(
     try:
         con.register("wanted", pa.table({"member_id": pa.array(sorted(set(member_ids)), pa.int64())}))
         rows = con.execute(
-            f"""SELECT {", ".join("e." + c for c in MIRROR_COLUMNS)} FROM {parquet_source(files)} e
-            SEMI JOIN wanted w ON w.member_id = e.member_id
-            WHERE e.effective_at <= ? AND e.seq <= ? ORDER BY e.seq""",
+            seqs_then_rows(
+                f"""SELECT e.seq FROM {parquet_source(files)} e
+                SEMI JOIN wanted w ON w.member_id = e.member_id
+                WHERE e.effective_at <= ? AND e.seq <= ?""",
+                files,
+            ),
             [at_us, watermark],
         ).fetchall()
     finally:

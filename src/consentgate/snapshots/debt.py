@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.exceptions import InputError
@@ -73,6 +76,8 @@ class Relation:
     touched: int
     policy_changed: bool
     keep_class: int | None
+    events: list[Path]
+    """The verified mirror segments the relation was computed from."""
 
 
 def policy_changed(engine: DecisionEngine, manifest: dict[str, Any], at: datetime) -> bool:
@@ -82,6 +87,16 @@ def policy_changed(engine: DecisionEngine, manifest: dict[str, Any], at: datetim
     if policy is None or recorded is None:
         return (policy is None) != (recorded is None)
     return bool(recorded.get("hash") != policy.content_hash())
+
+
+def _source_members(lineage: Path) -> pa.Table:
+    """The distinct members of a lineage file (sorted by member, as every engine writes it)."""
+    ids = np.asarray(pq.read_table(lineage, columns=["member_id"])["member_id"].to_numpy(), dtype=np.int64)
+    if len(ids) > 1 and not bool((ids[1:] >= ids[:-1]).all()):
+        ids = np.sort(ids)
+    keep = np.ones(len(ids), dtype=bool)
+    keep[1:] = ids[1:] != ids[:-1]
+    return pa.table({"member_id": pa.array(ids[keep], pa.int64())})
 
 
 def prepare(
@@ -97,29 +112,37 @@ def prepare(
 ) -> Relation:
     """Decide the touched members of ``entry`` at (``at``, ``watermark``) into ``member_class``/``rules``.
 
-    With ``keep``, every other member of the snapshot goes into one more class that allows every
-    category of the taxonomy: the relation then says, for every record of the snapshot, whether a
-    build at (T, W) would include it, and an engine can filter the snapshot's files with it.
+    Only the touched members are classified (``compute_eligibility(only=...)``). With ``keep``, every
+    other member of the snapshot goes into one more class that allows every category of the
+    taxonomy: the relation then says, for every record of the snapshot, whether a build at (T, W)
+    would include it, and an engine can filter the snapshot's files with it.
     """
     lineage = _lineage(entry)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE source_members AS"
-        f" SELECT DISTINCT member_id::BIGINT AS member_id FROM read_parquet({_sql_path(lineage)})"
-    )
+    con.register("source_members_src", _source_members(lineage))
+    con.execute("CREATE OR REPLACE TEMP TABLE source_members AS SELECT * FROM source_members_src")
+    con.unregister("source_members_src")
     changed = policy_changed(engine, manifest, at)
+    # The changes S could not see: effective after its as-of or recorded after its watermark.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE later_events AS
+        SELECT e.member_id, e.kind, e.key, e.effective_at, e.seq FROM {parquet_source(events)} e
+        SEMI JOIN source_members s ON s.member_id = e.member_id
+        WHERE e.seq <= {int(watermark)} AND e.effective_at <= {to_micros(at)}
+          AND (e.effective_at > {to_micros(entry.as_of)} OR e.seq > {int(entry.watermark)})"""
+    )
     if changed:
         con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT member_id FROM source_members")
     else:
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE touched AS
-            SELECT DISTINCT e.member_id FROM {parquet_source(events)} e
-            SEMI JOIN source_members s ON s.member_id = e.member_id
-            WHERE e.seq <= {int(watermark)} AND e.effective_at <= {to_micros(at)}
-              AND (e.effective_at > {to_micros(entry.as_of)} OR e.seq > {int(entry.watermark)})"""
-        )
+        con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT member_id FROM later_events")
     touched = int(con.execute("SELECT count(*) FROM touched").fetchall()[0][0])
     eligibility = compute_eligibility(
-        con, engine=engine, events=events, purpose=entry.purpose, at=at, watermark=watermark, only="touched"
+        con,
+        engine=engine,
+        events=events,
+        purpose=entry.purpose,
+        at=at,
+        watermark=watermark,
+        only="touched",
     )
     keep_class: int | None = None
     if keep:
@@ -141,7 +164,7 @@ def prepare(
             con.execute(f"SELECT count(*) FROM member_class WHERE class_id = {keep_class}").fetchall()[0][0]
         )
         eligibility.classes.append(MemberClass(keep_class, KEEP_SIGNATURE, None, kept, None))
-    return Relation(eligibility, touched, changed, keep_class)
+    return Relation(eligibility, touched, changed, keep_class, events)
 
 
 @dataclass(frozen=True)
@@ -263,9 +286,7 @@ def debt_members(
                  arg_min(e.seq, (e.effective_at, e.seq)) AS seq,
                  arg_min(e.key, (e.effective_at, e.seq)) AS change,
                  arg_min(e.kind, (e.effective_at, e.seq)) AS change_kind
-          FROM {parquet_source(events)} e SEMI JOIN debt d ON d.member_id = e.member_id
-          WHERE e.seq <= {int(watermark)} AND e.effective_at <= {to_micros(at)}
-            AND (e.effective_at > {to_micros(entry.as_of)} OR e.seq > {int(entry.watermark)})
+          FROM later_events e SEMI JOIN debt d ON d.member_id = e.member_id
           GROUP BY e.member_id
         )
         SELECT d.member_id, d.reason, d.cats, d.records, f.since, f.seq, f.change, f.change_kind
@@ -345,7 +366,9 @@ def snapshot_debt(
                 watermark=watermark,
                 keep=False,
             )
-            members = debt_members(con, engine=engine, events=events, entry=entry, at=at, watermark=watermark)
+            members = debt_members(
+                con, engine=engine, events=relation.events, entry=entry, at=at, watermark=watermark
+            )
         finally:
             con.close()
         out.append(

@@ -173,8 +173,8 @@ def compute_eligibility(
 
     Everything is read from ``events``, the verified mirror segments: the classes, the objections and
     the representatives' states, so no unverified database row can decide a class. ``only`` names a
-    table in ``con`` with a ``member_id`` column: then only those members are classified (a refresh
-    re-decides only the members whose events changed since its source snapshot).
+    table in ``con`` with a ``member_id`` column: then only those members are classified (the debt
+    of a snapshot re-decides only the members whose events changed since it).
     """
     taxonomy = engine.taxonomy
     policy = engine.timeline.in_force(at)

@@ -10,7 +10,7 @@ used, and no new training run may use a snapshot while it has any (``snapshots.t
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import duckdb
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots.debt import snapshot_debt
-from consentgate.snapshots.registry import Registry, SnapshotEntry
+from consentgate.snapshots.registry import Registry, SnapshotEntry, TrainingRead
 from consentgate.timeutil import format_instant
 
 
@@ -29,6 +29,8 @@ class MemberInSnapshot:
     snapshot: SnapshotEntry
     categories: dict[str, int]
     models: tuple[str, ...]
+    reads: tuple[TrainingRead, ...] = ()
+    """The training runs that read the snapshot (``consentgate.training``), in the order recorded."""
 
     @property
     def records(self) -> int:
@@ -53,13 +55,31 @@ class MemberLineage:
     missing: list[SnapshotEntry] = field(default_factory=list)
     """Registered snapshots whose files are gone, so they could not be searched."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    @property
+    def training_runs(self) -> list[TrainingRead]:
+        """Every recorded read of a snapshot that holds the member's data, in the order recorded."""
+        return sorted((r for s in self.snapshots for r in s.reads), key=lambda r: (r.recorded_at, r.run_id))
+
+    def to_dict(self, *, training_runs: bool = False) -> dict[str, Any]:
+        """The lineage as JSON; ``training_runs`` adds the list of runs that read the member's data
+        (off by default: the JSON API's schema for this object does not have the key yet)."""
+        out: dict[str, Any] = {
             "member_id": self.member_id,
             "snapshots": [s.to_dict() for s in self.snapshots],
             "models": sorted({m for s in self.snapshots for m in s.models}),
             "unreadable_snapshots": [s.snapshot_id for s in self.missing],
         }
+        if training_runs:
+            out["training_runs"] = [
+                {
+                    "run_id": r.run_id,
+                    "job": r.job,
+                    "read_at": format_instant(r.read_at),
+                    "snapshot_id": r.snapshot_id,
+                }
+                for r in self.training_runs
+            ]
+        return out
 
 
 def _sql_path(path: Path) -> str:
@@ -67,7 +87,7 @@ def _sql_path(path: Path) -> str:
 
 
 def member_lineage(registry: Registry, member_id: int) -> MemberLineage:
-    """Every registered snapshot (and model) that holds ``member_id``'s data."""
+    """Every registered snapshot that holds ``member_id``'s data, its models and the runs that read it."""
     models_of: dict[str, list[str]] = defaultdict(list)
     for model in registry.models():
         for snapshot_id in model.snapshot_ids:
@@ -91,6 +111,11 @@ def member_lineage(registry: Registry, member_id: int) -> MemberLineage:
                 found.append(MemberInSnapshot(entry, categories, tuple(sorted(models_of[entry.snapshot_id]))))
     finally:
         con.close()
+    reads_of: dict[str, list[TrainingRead]] = defaultdict(list)
+    if found:
+        for read in registry.reads([s.snapshot.snapshot_id for s in found]):
+            reads_of[read.snapshot_id].append(read)
+    found = [replace(s, reads=tuple(reads_of[s.snapshot.snapshot_id])) for s in found]
     return MemberLineage(member_id, found, missing)
 
 

@@ -58,11 +58,13 @@ def register_trained_model(
     actor: str,
     note: str = "",
     events_dir: Path | None = None,
+    override_hint: str | None = None,
 ) -> Registration:
     """Register model ``name`` as trained on ``snapshot_ids`` at ``trained_at`` (default: now).
 
     Raises DebtOutstanding when a snapshot holds members in debt at that time and ``accept_debt``
-    (the override's reason) is not given.
+    (the override's reason) is not given; ``override_hint`` words the second way out for the
+    caller's interface (default: the CLI's ``--accept-debt REASON``).
     """
     registry = Registry(ledger)
     if not snapshot_ids:
@@ -94,7 +96,8 @@ def register_trained_model(
                     f"model {name} not registered",
                     debts,
                     at,
-                    override_hint="register it anyway with `--accept-debt REASON` (an operator's decision,"
+                    override_hint=override_hint
+                    or "register it anyway with `--accept-debt REASON` (an operator's decision,"
                     " recorded with its reason and shown in the DPO console and on each of those"
                     " members' pages)",
                 ),

@@ -224,7 +224,9 @@ def record_files(entry: SnapshotEntry, manifest: dict[str, Any]) -> tuple[Path, 
     try:
         names = [item["file"] for item in manifest["outputs"]["records"]]
     except (KeyError, TypeError) as exc:
-        raise ProofError(f"snapshot {entry.snapshot_id}: the manifest lists no record files ({exc})") from None
+        raise ProofError(
+            f"snapshot {entry.snapshot_id}: the manifest lists no record files ({exc})"
+        ) from None
     if not names:
         raise ProofError(f"snapshot {entry.snapshot_id}: the manifest lists no record files")
     files: list[Path] = []

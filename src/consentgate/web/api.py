@@ -564,6 +564,8 @@ def post_model(
         accept_debt=body.accept_debt,
         actor=_registrant(principal),
         note=body.note,
+        override_hint="a DPO registers it anyway with `accept_debt` set to the reason (recorded with"
+        " every member it covers and shown in the DPO console and on each of those members' pages)",
     )
     if not registration.created:
         response.status_code = 200

@@ -25,7 +25,7 @@ from consentgate.ledger.state import ObjectionOutcome, ObjectionStatus
 from consentgate.ledger.store import Ledger
 from consentgate.objections import decide_objection, extend_objection, get_objection, list_objections
 from consentgate.snapshots.lineage import Debt, objection_debt
-from consentgate.snapshots.registry import Registry, SnapshotEntry
+from consentgate.snapshots.registry import ModelEntry, OverriddenMember, Registry, SnapshotEntry
 from consentgate.taxonomy import REGIONS
 from consentgate.timeutil import to_micros
 from consentgate.web.auth import CSRFChecked, CurrentDPO, PortalDep
@@ -299,10 +299,15 @@ class DebtSummary:
 
     snapshots: list[SnapshotEntry] = field(default_factory=list)
     snapshot_debt: dict[str, int] = field(default_factory=dict)
-    models: list[tuple[str, tuple[str, ...], int | None]] = field(default_factory=list)
-    """(name, snapshot ids, debt; None if one of its snapshots could not be computed)."""
+    models: list[tuple[ModelEntry, int | None]] = field(default_factory=list)
+    """(model, debt; None if one of its snapshots could not be computed)."""
     errors: dict[str, str] = field(default_factory=dict)
     """snapshot id → why its debt is unknown."""
+
+    @property
+    def overrides(self) -> list[ModelEntry]:
+        """Models registered despite members in debt: exceptions the DPO must see."""
+        return [m for m, _ in self.models if m.override is not None]
 
 
 def debt_summary(ledger: Ledger, engine: DecisionEngine) -> DebtSummary:
@@ -310,7 +315,7 @@ def debt_summary(ledger: Ledger, engine: DecisionEngine) -> DebtSummary:
     summary = DebtSummary(snapshots=registry.snapshots())
     models = registry.models()
     if not summary.snapshots:
-        summary.models = [(m.name, m.snapshot_ids, 0 if not m.snapshot_ids else None) for m in models]
+        summary.models = [(m, 0 if not m.snapshot_ids else None) for m in models]
         return summary
     members: dict[str, set[int]] = {s.snapshot_id: set() for s in summary.snapshots}
     try:
@@ -327,10 +332,10 @@ def debt_summary(ledger: Ledger, engine: DecisionEngine) -> DebtSummary:
     summary.snapshot_debt = {k: len(v) for k, v in members.items() if k not in summary.errors}
     for model in models:
         if any(s in summary.errors or s not in members for s in model.snapshot_ids):
-            summary.models.append((model.name, model.snapshot_ids, None))
+            summary.models.append((model, None))
         else:
             union = set().union(*(members[s] for s in model.snapshot_ids))
-            summary.models.append((model.name, model.snapshot_ids, len(union)))
+            summary.models.append((model, len(union)))
     return summary
 
 
@@ -490,4 +495,13 @@ def model_debt_page(request: Request, portal: PortalDep, principal: CurrentDPO, 
     model = registry.require_model(name)
     entries = [registry.require(s) for s in model.snapshot_ids]
     debts = first_debts(objection_debt(portal.ledger, portal.engine, entries))
-    return _debt_page(request, "model", name, debts, model=model)
+    overridden: list[OverriddenMember] = [m for _, m in registry.overridden(model=name)]
+    return _debt_page(
+        request,
+        "model",
+        name,
+        debts,
+        model=model,
+        overridden=overridden[:DEBT_LIST_LIMIT],
+        overridden_total=len(overridden),
+    )

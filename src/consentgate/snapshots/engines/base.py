@@ -32,6 +32,8 @@ class Job:
     at_us: int
     eligibility: Path
     out: Path
+    lineage: bool = True
+    """Write ``members.parquet`` (a refresh derives it from its source's instead)."""
 
 
 Group = tuple[int, str | None, bool, int]

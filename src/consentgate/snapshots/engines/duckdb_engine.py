@@ -38,6 +38,9 @@ DICTIONARY_PAGE_LIMIT = 64 << 10
 # A small dictionary page makes the writer give up dictionary encoding of near-unique text
 # (payloads) early; low-cardinality columns (categories, codes) keep their dictionaries. Writing
 # 2.5M synthetic records took 0.65 s instead of 1.9 s with pyarrow's 1 MiB default.
+STATISTICS = ("record_id", "member_id", "category", "created_at")
+"""Columns whose min/max statistics are written. Payload columns get none: min/max over 2M random
+16-byte strings took 0.7 s of a 1.8 s write, and no reader prunes on a payload's range."""
 WORKERS: int | None = None
 """Files filtered at once (default: one per core); tests raise it to force many threads."""
 _MICROS = {"s": 1_000_000, "ms": 1_000, "us": 1}  # ns: divided by 1,000
@@ -132,10 +135,11 @@ class DuckDBEngine:
         out = EngineOutput(
             record_files=[target for target, _ in results], groups_by_file=[groups for _, groups in results]
         )
-        cats = pa.table({"category": lookup.names, "idx": pa.array(range(len(lookup.names)), pa.int64())})
-        self.con.register("cats_src", cats)
-        _write_lineage(self.con, records, job.out / "members.parquet", lookup.names, lookup.slots)
-        self.con.unregister("cats_src")
+        if job.lineage:
+            indexes = pa.array(range(len(lookup.names)), pa.int64())
+            self.con.register("cats_src", pa.table({"category": lookup.names, "idx": indexes}))
+            _write_lineage(self.con, records, job.out / "members.parquet", lookup.names, lookup.slots)
+            self.con.unregister("cats_src")
         return out
 
 
@@ -154,7 +158,11 @@ def _filter_file(source: Path, target: Path, lookup: _Lookup, at_us: int, row_gr
     pending: list[pa.RecordBatch] = []
     buffered = 0
     with pq.ParquetWriter(
-        target, parquet.schema_arrow, compression="snappy", dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT
+        target,
+        parquet.schema_arrow,
+        compression="snappy",
+        dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
+        write_statistics=[c for c in STATISTICS if c in parquet.schema_arrow.names],
     ) as writer:
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
             member_ids = batch.column("member_id").to_numpy(zero_copy_only=False).astype(np.int64)

@@ -341,15 +341,16 @@ class SparkEngine:
             done += sum(f.rows for f in job.dataset.records[first : first + len(batch)])
             if progress is not None:
                 progress(done)
-        member, category, count = LINEAGE_COLUMNS
-        lineage = (
-            spark.read.parquet(*(_uri(f) for f in out.record_files))
-            .groupBy(sf.col("member_id").cast("long").alias(member), sf.col("category").alias(category))
-            .agg(sf.count(sf.lit(1)).cast("long").alias(count))
-            .repartition(1)
-            .sortWithinPartitions(member, category)
-        )
-        _write_one(lineage, scratch / "members", job.out / "members.parquet")
+        if job.lineage:
+            member, category, count = LINEAGE_COLUMNS
+            lineage = (
+                spark.read.parquet(*(_uri(f) for f in out.record_files))
+                .groupBy(sf.col("member_id").cast("long").alias(member), sf.col("category").alias(category))
+                .agg(sf.count(sf.lit(1)).cast("long").alias(count))
+                .repartition(1)
+                .sortWithinPartitions(member, category)
+            )
+            _write_one(lineage, scratch / "members", job.out / "members.parquet")
         shutil.rmtree(scratch, ignore_errors=True)
         return out
 
