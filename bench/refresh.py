@@ -257,13 +257,10 @@ def check(
         return f"read_parquet('{Path(path) / 'records' / '*.parquet'}')"
 
     source, fresh, full = files(state["source_path"]), files(refresh["path"]), files(rebuild["path"])
-    expected = con.execute(f"SELECT count(*) FROM {full} SEMI JOIN {source} USING (record_id)").fetchall()[0][
-        0
-    ]
-    missing = con.execute(
-        f"SELECT count(*) FROM (SELECT record_id FROM {full} SEMI JOIN {source} USING (record_id)"
-        f" EXCEPT SELECT record_id FROM {fresh})"
-    ).fetchall()[0][0]
+    among = f"SELECT f.record_id FROM {full} f SEMI JOIN {source} s ON s.record_id = f.record_id"
+    expected = con.execute(f"SELECT count(*) FROM ({among})").fetchall()[0][0]
+    missing = con.execute(f"SELECT count(*) FROM ({among} EXCEPT SELECT record_id FROM {fresh})").fetchall()
+    missing = missing[0][0]
     debt = json.loads((work / "debt_members.json").read_text())
     con.execute("CREATE TABLE debt AS SELECT unnest($1::BIGINT[]) AS member_id", [debt])
     survivors = con.execute(

@@ -146,17 +146,22 @@ def derive_lineage(source: Path, removed: list[DebtMember], target: Path) -> Non
     lineage matched S's records when S was built and its sha256 was checked before the refresh,
     and the output checks still compare it, per category, with what the engine counted row by row.
     """
-    table = pq.read_table(source).cast(LINEAGE_SCHEMA)
+    table = pq.read_table(source, read_dictionary=["category"])
+    if [f.name for f in table.schema] != LINEAGE_SCHEMA.names:
+        raise ProofError(f"{source}: not a lineage file (columns {', '.join(table.schema.names)})")
     ids = np.asarray(table["member_id"].to_numpy(), dtype=np.int64)
     owing = np.array(sorted({m.member_id for m in removed}), dtype=np.int64)
     drop = np.zeros(len(ids), dtype=bool)
-    candidates = np.flatnonzero(np.isin(ids, owing)) if len(owing) else np.zeros(0, dtype=np.int64)
-    if len(candidates):
+    if len(owing) and len(ids):
+        position = np.minimum(np.searchsorted(owing, ids), len(owing) - 1)
+        candidates = np.flatnonzero(owing[position] == ids)
         pairs = {(m.member_id, c) for m in removed for c in m.categories}
         names = table["category"].take(pa.array(candidates)).to_pylist()
         for row, member, name in zip(candidates.tolist(), ids[candidates].tolist(), names, strict=True):
             drop[row] = (member, name) in pairs
-    pq.write_table(table.filter(pa.array(~drop)), target, compression="zstd")
+    # The category stays dictionary-encoded from read to write (decoding and re-encoding 14M strings
+    # cost 1.7 s at 50M); without the Arrow schema in the file it reads back as a string, as before.
+    pq.write_table(table.filter(pa.array(~drop)), target, compression="zstd", store_schema=False)
 
 
 def _source_dataset(entry: SnapshotEntry, records: list[dict[str, Any]]) -> Dataset:
