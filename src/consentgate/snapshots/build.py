@@ -35,9 +35,10 @@ from consentgate.ledger.store import Ledger
 from consentgate.snapshots import openlineage as ol
 from consentgate.snapshots.dataset import Dataset, check_values, open_dataset
 from consentgate.snapshots.eligibility import Eligibility, compute_eligibility
-from consentgate.snapshots.engines.base import Job, SnapshotEngine
+from consentgate.snapshots.engines.base import EngineOutput, Job, SnapshotEngine
 from consentgate.snapshots.engines.duckdb_engine import DuckDBEngine
 from consentgate.snapshots.integrity import (
+    LineageTotals,
     check_build_outputs,
     check_manifest_anchors,
     content_digest,
@@ -46,7 +47,7 @@ from consentgate.snapshots.integrity import (
     parquet_rows,
     snapshot_suffix,
 )
-from consentgate.snapshots.manifest import FORMAT, canonical_json, file_entry, tally
+from consentgate.snapshots.manifest import FORMAT, Counts, canonical_json, file_entry, tally
 from consentgate.snapshots.registry import Registry, SnapshotEntry
 from consentgate.timeutil import ensure_utc, format_instant, now_utc, to_micros
 
@@ -221,23 +222,7 @@ def _build(
         raise InputError(
             f"{dataset.root}: the engine counted {counts.records_in} records, the files hold {dataset.rows}"
         )
-    members_path = work / "members.parquet"
-    parquet_rows(members_path, label="members.parquet")
-    lineage = lineage_totals(members_path)
-    rows = check_build_outputs(
-        output,
-        allowed={pair for pair, (allowed, _, _) in rules.items() if allowed},
-        counts=counts,
-        inputs=[f.path for f in dataset.records],
-        lineage=lineage,
-        root=work,
-    )
-    outputs: dict[str, Any] = {
-        "records": [
-            file_entry(f, work, n, file_sha256(f)) for f, n in zip(output.record_files, rows, strict=True)
-        ],
-        "members": file_entry(members_path, work, lineage.rows, file_sha256(members_path)),
-    }
+    lineage, outputs = checked_outputs(output, rules, counts, dataset, work)
     content = content_digest(outputs)
     snapshot_id = f"{request.purpose}-{as_of:%Y%m%dT%H%M%SZ}-{snapshot_suffix(identity['digest'], content)}"
     lap("check")
@@ -265,6 +250,38 @@ def _build(
     lap("publish")
     result.timings.update(timings)
     return result
+
+
+def checked_outputs(
+    output: EngineOutput,
+    rules: dict[tuple[int, str], tuple[bool, str, str]],
+    counts: Counts,
+    dataset: Dataset,
+    work: Path,
+) -> tuple[LineageTotals, dict[str, Any]]:
+    """The output checks before publication, then the manifest's ``outputs`` (names, rows, sha256).
+
+    ``members.parquet`` must already be in ``work``; raises EngineOutputError when a file's rows,
+    the lineage and the engine's counts do not agree.
+    """
+    members_path = work / "members.parquet"
+    parquet_rows(members_path, label="members.parquet")
+    lineage = lineage_totals(members_path)
+    rows = check_build_outputs(
+        output,
+        allowed={pair for pair, (allowed, _, _) in rules.items() if allowed},
+        counts=counts,
+        inputs=[f.path for f in dataset.records],
+        lineage=lineage,
+        root=work,
+    )
+    outputs: dict[str, Any] = {
+        "records": [
+            file_entry(f, work, n, file_sha256(f)) for f, n in zip(output.record_files, rows, strict=True)
+        ],
+        "members": file_entry(members_path, work, lineage.rows, file_sha256(members_path)),
+    }
+    return lineage, outputs
 
 
 def where_of(ledger: Ledger) -> str:

@@ -45,6 +45,7 @@ from consentgate.snapshots.build import (
     BuildRequest,
     BuildResult,
     ProgressFn,
+    checked_outputs,
     fsync_tree,
     make_engine,
     publish,
@@ -55,13 +56,10 @@ from consentgate.snapshots.debt import DebtMember, debt_members, prepare, read_m
 from consentgate.snapshots.engines.base import Job
 from consentgate.snapshots.engines.duckdb_engine import LINEAGE_SCHEMA
 from consentgate.snapshots.integrity import (
-    check_build_outputs,
     content_digest,
-    lineage_totals,
-    parquet_rows,
     snapshot_suffix,
 )
-from consentgate.snapshots.manifest import FORMAT, canonical_json, file_entry, tally
+from consentgate.snapshots.manifest import FORMAT, canonical_json, tally
 from consentgate.snapshots.registry import Registry, SnapshotEntry
 from consentgate.timeutil import ensure_utc, format_instant, to_micros
 
@@ -341,24 +339,8 @@ def _refresh(
             f"the refresh removed {counts.records_excluded:,} records, but the debt at"
             f" {format_instant(at)} holds {owed:,}; nothing published"
         )
-    members_path = work / "members.parquet"
-    derive_lineage(source.path / "members.parquet", removed, members_path)
-    parquet_rows(members_path, label="members.parquet")
-    lineage = lineage_totals(members_path)
-    rows = check_build_outputs(
-        output,
-        allowed={pair for pair, (allowed, _, _) in rules.items() if allowed},
-        counts=counts,
-        inputs=[f.path for f in dataset.records],
-        lineage=lineage,
-        root=work,
-    )
-    outputs: dict[str, Any] = {
-        "records": [
-            file_entry(f, work, n, file_sha256(f)) for f, n in zip(output.record_files, rows, strict=True)
-        ],
-        "members": file_entry(members_path, work, lineage.rows, file_sha256(members_path)),
-    }
+    derive_lineage(source.path / "members.parquet", removed, work / "members.parquet")
+    lineage, outputs = checked_outputs(output, rules, counts, dataset, work)
     lap("check")
     policy = relation.eligibility.policy
     derived_from = {

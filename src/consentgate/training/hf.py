@@ -10,13 +10,12 @@ call is one ``open_snapshot``: one verification and one recorded read; the run i
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import pyarrow.parquet as pq
 
 from consentgate.training.extras import missing_extra
-from consentgate.training.loader import Instant, VerifiedSnapshot, open_snapshot_run
+from consentgate.training.loader import OpenOptions, VerifiedSnapshot, open_snapshot_run
 
 BATCH_ROWS = 10_000
 """Rows per record batch that ``to_hf_iterable`` reads at a time."""
@@ -41,23 +40,11 @@ def to_hf_dataset(
     snapshot_id: str,
     *,
     purpose: str,
-    at: Instant | None = None,
-    db: str | None = None,
-    job: str | None = None,
-    events_dir: Path | None = None,
-    lineage_url: str | None = None,
+    **options: Unpack[OpenOptions],
 ) -> Any:
     """The snapshot's records as an in-memory ``datasets.Dataset`` (arguments as ``open_snapshot``)."""
     datasets = _datasets()
-    verified = open_snapshot_run(
-        snapshot_id,
-        purpose=purpose,
-        at=at,
-        db=db,
-        job=job,
-        events_dir=events_dir,
-        lineage_url=lineage_url,
-    )
+    verified = open_snapshot_run(snapshot_id, purpose=purpose, **options)
     table = verified.dataset.to_table()
     return datasets.Dataset(
         table,
@@ -71,23 +58,11 @@ def to_hf_iterable(
     snapshot_id: str,
     *,
     purpose: str,
-    at: Instant | None = None,
-    db: str | None = None,
-    job: str | None = None,
-    events_dir: Path | None = None,
-    lineage_url: str | None = None,
+    **options: Unpack[OpenOptions],
 ) -> Any:
     """The snapshot's records as a streaming ``datasets.IterableDataset``, one shard per record file."""
     datasets = _datasets()
-    verified = open_snapshot_run(
-        snapshot_id,
-        purpose=purpose,
-        at=at,
-        db=db,
-        job=job,
-        events_dir=events_dir,
-        lineage_url=lineage_url,
-    )
+    verified = open_snapshot_run(snapshot_id, purpose=purpose, **options)
     iterable = datasets.IterableDataset.from_generator(
         stream_rows,
         features=datasets.Features.from_arrow_schema(verified.dataset.schema),

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pyarrow.dataset as ds
 
@@ -52,29 +52,23 @@ class VerifiedSnapshot:
         return self.read.run_id
 
 
-def open_snapshot(
-    snapshot_id: str,
-    *,
-    purpose: str,
-    at: Instant | None = None,
-    db: str | None = None,
-    job: str | None = None,
-    events_dir: Path | None = None,
-    lineage_url: str | None = None,
-) -> ds.Dataset:
+class OpenOptions(TypedDict, total=False):
+    """The keyword arguments of ``open_snapshot`` besides ``purpose``, which every helper passes on."""
+
+    at: Instant | None
+    db: str | None
+    job: str | None
+    events_dir: Path | None
+    lineage_url: str | None
+
+
+def open_snapshot(snapshot_id: str, *, purpose: str, **options: Unpack[OpenOptions]) -> ds.Dataset:
     """The records of ``snapshot_id`` for a job training for ``purpose``, after every check.
 
-    ``open_snapshot_run`` does the same and also returns the recorded read (its run id).
+    The options are those of ``open_snapshot_run``, which does the same and also returns the
+    recorded read (its run id).
     """
-    return open_snapshot_run(
-        snapshot_id,
-        purpose=purpose,
-        at=at,
-        db=db,
-        job=job,
-        events_dir=events_dir,
-        lineage_url=lineage_url,
-    ).dataset
+    return open_snapshot_run(snapshot_id, purpose=purpose, **options).dataset
 
 
 def open_snapshot_run(

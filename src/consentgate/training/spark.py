@@ -10,25 +10,16 @@ under the same path (local disk for ``local[*]``, a shared mount on a cluster).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 from urllib.parse import unquote, urlsplit
 
 from consentgate.exceptions import ProofError
+from consentgate.snapshots.engines.base import spark_uri
 from consentgate.training.extras import missing_extra
-from consentgate.training.loader import Instant, open_snapshot_run
+from consentgate.training.loader import OpenOptions, open_snapshot_run
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-_GLOB = "\\{}[]*?"
-
-
-def spark_uri(path: Path) -> str:
-    """A local path as Spark reads it: explicit ``file:`` scheme, Hadoop glob characters escaped."""
-    text = str(path.resolve())
-    for char in _GLOB:
-        text = text.replace(char, "\\" + char)
-    return "file://" + text
 
 
 def read_spark(
@@ -36,26 +27,14 @@ def read_spark(
     snapshot_id: str,
     *,
     purpose: str,
-    at: Instant | None = None,
-    db: str | None = None,
-    job: str | None = None,
-    events_dir: Path | None = None,
-    lineage_url: str | None = None,
+    **options: Unpack[OpenOptions],
 ) -> DataFrame:
     """The snapshot's records as a DataFrame of ``spark`` (other arguments as ``open_snapshot``)."""
     try:
         import pyspark.sql  # noqa: F401 (only to say which extra is missing, before the read is recorded)
     except ImportError:
         raise missing_extra("PySpark", "spark", "consentgate.training.spark") from None
-    verified = open_snapshot_run(
-        snapshot_id,
-        purpose=purpose,
-        at=at,
-        db=db,
-        job=job,
-        events_dir=events_dir,
-        lineage_url=lineage_url,
-    )
+    verified = open_snapshot_run(snapshot_id, purpose=purpose, **options)
     frame = spark.read.parquet(*[spark_uri(p) for p in verified.files])
     found = {Path(unquote(urlsplit(uri).path)) for uri in frame.inputFiles()}
     listed = set(verified.files)

@@ -13,14 +13,13 @@ itself does not.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import pyarrow.parquet as pq
 
 from consentgate.exceptions import InputError
 from consentgate.training.extras import missing_extra
-from consentgate.training.loader import Instant, open_snapshot_run
+from consentgate.training.loader import OpenOptions, open_snapshot_run
 
 try:
     from torch.utils.data import IterableDataset, get_worker_info
@@ -44,25 +43,13 @@ class SnapshotIterableDataset(IterableDataset[dict[str, Any]]):
         snapshot_id: str,
         *,
         purpose: str,
-        at: Instant | None = None,
-        db: str | None = None,
-        job: str | None = None,
-        events_dir: Path | None = None,
-        lineage_url: str | None = None,
         columns: Sequence[str] | None = None,
         batch_size: int | None = None,
+        **options: Unpack[OpenOptions],
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise InputError(f"batch_size: expected a positive number of rows, got {batch_size}")
-        verified = open_snapshot_run(
-            snapshot_id,
-            purpose=purpose,
-            at=at,
-            db=db,
-            job=job,
-            events_dir=events_dir,
-            lineage_url=lineage_url,
-        )
+        verified = open_snapshot_run(snapshot_id, purpose=purpose, **options)
         names = verified.dataset.schema.names
         unknown = [c for c in columns or () if c not in names]
         if unknown:

@@ -15,6 +15,15 @@ ProgressFn = Callable[[int], None]
 """Called with the number of input records processed so far."""
 
 LINEAGE_COLUMNS = ("member_id", "category", "records")
+_GLOB = "\\{}[]*?"
+
+
+def spark_uri(path: Path) -> str:
+    """A local path as Spark reads it: explicit ``file:`` scheme, Hadoop glob characters escaped."""
+    text = str(path.resolve())
+    for char in _GLOB:
+        text = text.replace(char, "\\" + char)
+    return "file://" + text
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from consentgate.snapshots.engines.base import (
     ProgressFn,
     allowed_pairs,
     included_rows,
+    spark_uri,
 )
 
 DEFAULT_MASTER = "local[*]"
@@ -70,7 +71,6 @@ SETTINGS: dict[str, str] = {
 
 _ROW = "__cg_row"
 _FILE = "__cg_file"
-_GLOB = "\\{}[]*?"
 _JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
@@ -111,21 +111,13 @@ def spark_session(master: str | None = None, extra: Mapping[str, str] | None = N
     return session
 
 
-def _uri(path: Path) -> str:
-    """A local path as Spark reads it: explicit ``file:`` scheme, Hadoop glob characters escaped."""
-    text = str(path.resolve())
-    for char in _GLOB:
-        text = text.replace(char, "\\" + char)
-    return "file://" + text
-
-
 def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
 def _write_one(frame: DataFrame, folder: Path, target: Path) -> None:
     """Write ``frame`` (one partition, already in order) as the single Parquet file ``target``."""
-    frame.write.mode("overwrite").parquet(_uri(folder))
+    frame.write.mode("overwrite").parquet(spark_uri(folder))
     _move_part(folder, target)
 
 
@@ -253,20 +245,20 @@ class SparkEngine:
         scratch = job.out / "_scratch" / "spark"
         scratch.mkdir(parents=True, exist_ok=True)
         member_file = job.eligibility / "member_class.parquet"
-        member_class = spark.read.parquet(_uri(member_file)).select(
+        member_class = spark.read.parquet(spark_uri(member_file)).select(
             sf.col("member_id").cast("long").alias("__cg_member"), sf.col("class_id").alias("__cg_class")
         )
         if pq.ParquetFile(member_file).metadata.num_rows <= BROADCAST_MAX_MEMBERS:
             member_class = sf.broadcast(member_class)
         rules = sf.broadcast(
-            spark.read.parquet(_uri(job.eligibility / "rules.parquet"))
+            spark.read.parquet(spark_uri(job.eligibility / "rules.parquet"))
             .where(sf.col("allowed"))
             .select(sf.col("class_id").alias("__cg_rule_class"), sf.col("category").alias("__cg_rule_cat"))
         )
         columns = [sf.col(_quote(c)) for c in job.dataset.columns]
         late = sf.unix_micros(sf.col("created_at")) > sf.lit(job.at_us)
         inputs = [
-            spark.read.parquet(_uri(f.path)).select(
+            spark.read.parquet(spark_uri(f.path)).select(
                 *columns, sf.col("_metadata.row_index").alias(_ROW), sf.lit(i).alias(_FILE)
             )
             for i, f in enumerate(job.dataset.records)
@@ -319,7 +311,7 @@ class SparkEngine:
                 .drop(_ROW)
                 .write.partitionBy(_FILE)
                 .mode("overwrite")
-                .parquet(_uri(folder))
+                .parquet(spark_uri(folder))
             )
             for index in range(first, first + len(batch)):
                 part = folder / f"{_FILE}={index}"
@@ -344,7 +336,7 @@ class SparkEngine:
         if job.lineage:
             member, category, count = LINEAGE_COLUMNS
             lineage = (
-                spark.read.parquet(*(_uri(f) for f in out.record_files))
+                spark.read.parquet(*(spark_uri(f) for f in out.record_files))
                 .groupBy(sf.col("member_id").cast("long").alias(member), sf.col("category").alias(category))
                 .agg(sf.count(sf.lit(1)).cast("long").alias(count))
                 .repartition(1)
