@@ -167,27 +167,17 @@ def _build(
     def report(phase: str, total: int | None) -> Callable[[int], None]:
         return lambda done: progress(phase, done, total) if progress is not None else None
 
-    mirror = EventMirror(ledger, request.events_dir or default_mirror_dir(where_of(ledger)))
+    events = verified_events(
+        ledger,
+        watermark,
+        events_dir=request.events_dir,
+        reverify=request.reverify,
+        progress=report("mirror", None),
+        refusing="a build",
+    )
+    lap("mirror")
+    con = scratch_connection(work, request.memory_limit)
     try:
-        events = mirror.sync(watermark, progress=report("mirror", None), reverify=request.reverify)
-        lap("mirror")
-        anchors, _ = manifest_anchors(Registry(ledger))
-        check_manifest_anchors(anchors, events, ledger.head()[0])
-    except ChainBroken as exc:
-        raise ChainBroken(
-            exc.seq,
-            f"{exc.problem}; a build reads only a verified ledger, so nothing was published"
-            " (`consentgate audit verify` checks the whole chain)",
-        ) from None
-    except GuardMissing as exc:
-        raise GuardMissing(f"{exc}; nothing was published") from None
-    lap("verify")
-    con = duckdb.connect()
-    try:
-        scratch = work / "_scratch"
-        scratch.mkdir()
-        con.execute(f"SET temp_directory = '{scratch}'")
-        con.execute(f"SET memory_limit = '{request.memory_limit}'")
         check_values(con, dataset)
         lap("check_values")
         report("eligibility", None)(0)
@@ -250,6 +240,51 @@ def _build(
     lap("publish")
     result.timings.update(timings)
     return result
+
+
+def verified_events(
+    ledger: Ledger,
+    watermark: int,
+    *,
+    events_dir: Path | None = None,
+    reverify: bool = False,
+    progress: Callable[[int], None] | None = None,
+    refusing: str | None = None,
+) -> list[Path]:
+    """The ledger's events up to ``watermark`` from the verified event mirror, checked against every
+    registered manifest's anchor: what builds, refreshes and debt checks read.
+
+    ``refusing`` (e.g. "a build") words a ChainBroken or GuardMissing for a run that publishes:
+    nothing was published.
+    """
+    mirror = EventMirror(ledger, events_dir or default_mirror_dir(where_of(ledger)))
+    try:
+        events = mirror.sync(watermark, progress=progress, reverify=reverify)
+        anchors, _ = manifest_anchors(Registry(ledger))
+        check_manifest_anchors(anchors, events, ledger.head()[0])
+    except ChainBroken as exc:
+        if refusing is None:
+            raise
+        raise ChainBroken(
+            exc.seq,
+            f"{exc.problem}; {refusing} reads only a verified ledger, so nothing was published"
+            " (`consentgate audit verify` checks the whole chain)",
+        ) from None
+    except GuardMissing as exc:
+        if refusing is None:
+            raise
+        raise GuardMissing(f"{exc}; nothing was published") from None
+    return events
+
+
+def scratch_connection(work: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that spills to ``work/_scratch`` within ``memory_limit``."""
+    scratch = work / "_scratch"
+    scratch.mkdir()
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{scratch}'")
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    return con
 
 
 def checked_outputs(

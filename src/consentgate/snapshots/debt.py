@@ -32,11 +32,11 @@ import pyarrow.parquet as pq
 
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.exceptions import InputError
-from consentgate.ledger.mirror import EventMirror, default_mirror_dir, parquet_source
+from consentgate.ledger.mirror import parquet_source
 from consentgate.ledger.store import Ledger
+from consentgate.snapshots.build import verified_events
 from consentgate.snapshots.eligibility import UNKNOWN_CATEGORY, Eligibility, MemberClass, compute_eligibility
-from consentgate.snapshots.integrity import check_manifest_anchors, manifest_anchors
-from consentgate.snapshots.registry import Registry, SnapshotEntry
+from consentgate.snapshots.registry import SnapshotEntry
 from consentgate.timeutil import ensure_utc, format_instant, from_micros, to_micros
 
 KEEP_SIGNATURE = "unchanged since the source snapshot"
@@ -309,19 +309,6 @@ def debt_members(
         )
         for m, reason, cats, n, since, seq, change, kind in rows
     ]
-
-
-def verified_events(
-    ledger: Ledger, watermark: int, *, events_dir: Path | None = None, reverify: bool = False
-) -> list[Path]:
-    """The ledger's events up to ``watermark`` from the verified mirror, checked against the anchors."""
-    from consentgate.snapshots.build import where_of  # a cycle: build imports this module
-
-    mirror = EventMirror(ledger, events_dir or default_mirror_dir(where_of(ledger)))
-    events = mirror.sync(watermark, reverify=reverify)
-    anchors, _ = manifest_anchors(Registry(ledger))
-    check_manifest_anchors(anchors, events, ledger.head()[0])
-    return events
 
 
 def snapshot_debt(

@@ -28,7 +28,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,7 +35,7 @@ from openlineage.client.event_v2 import RunState
 
 from consentgate import __version__
 from consentgate.decisions.engine import DecisionEngine
-from consentgate.exceptions import ChainBroken, GuardMissing, InputError, ProofError
+from consentgate.exceptions import InputError, ProofError
 from consentgate.ledger.mirror import file_sha256
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots import openlineage as ol
@@ -50,9 +49,11 @@ from consentgate.snapshots.build import (
     make_engine,
     publish,
     remove_stale_partials,
+    scratch_connection,
+    verified_events,
 )
 from consentgate.snapshots.dataset import Dataset, InputFile, fingerprint
-from consentgate.snapshots.debt import DebtMember, debt_members, prepare, read_manifest, verified_events
+from consentgate.snapshots.debt import DebtMember, debt_members, prepare, read_manifest
 from consentgate.snapshots.engines.base import Job
 from consentgate.snapshots.engines.duckdb_engine import LINEAGE_SCHEMA
 from consentgate.snapshots.integrity import (
@@ -273,23 +274,12 @@ def _refresh(
     records = check_source_files(source, source_manifest)
     dataset = _source_dataset(source, records)
     lap("source")
-    try:
-        events = verified_events(ledger, watermark, events_dir=request.events_dir, reverify=request.reverify)
-    except ChainBroken as exc:
-        raise ChainBroken(
-            exc.seq,
-            f"{exc.problem}; a refresh reads only a verified ledger, so nothing was published"
-            " (`consentgate audit verify` checks the whole chain)",
-        ) from None
-    except GuardMissing as exc:
-        raise GuardMissing(f"{exc}; nothing was published") from None
+    events = verified_events(
+        ledger, watermark, events_dir=request.events_dir, reverify=request.reverify, refusing="a refresh"
+    )
     lap("mirror")
-    con = duckdb.connect()
+    con = scratch_connection(work, request.memory_limit)
     try:
-        scratch = work / "_scratch"
-        scratch.mkdir()
-        con.execute(f"SET temp_directory = '{scratch}'")
-        con.execute(f"SET memory_limit = '{request.memory_limit}'")
         if progress is not None:
             progress("eligibility", 0, None)
         relation = prepare(

@@ -17,7 +17,8 @@ from pathlib import Path
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.exceptions import DebtOutstanding
 from consentgate.ledger.store import Ledger
-from consentgate.snapshots.debt import snapshot_debt, verified_events
+from consentgate.snapshots.build import verified_events
+from consentgate.snapshots.debt import snapshot_debt
 from consentgate.snapshots.registry import Registry, SnapshotEntry
 from consentgate.snapshots.training_runs import refusal
 
