@@ -13,6 +13,7 @@ from consentgate.cli import (
     audit,
     decisions,
     demo,
+    inspect_cmd,
     ledger,
     objections,
     policy,
@@ -50,6 +51,7 @@ app.add_typer(snapshots.model_app, name="model")
 app.add_typer(snapshots.lineage_app, name="lineage")
 app.command("gate")(snapshots.gate)
 app.command("serve")(serve.serve)
+app.command("inspect")(inspect_cmd.inspect)
 app.add_typer(serve.account_app, name="account")
 
 
