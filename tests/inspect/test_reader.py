@@ -89,7 +89,9 @@ def test_single_line_files_header_only_files_and_date_only_rows() -> None:
     connections = b"First Name,Last Name,Company,Connected On\nAda,L,X,08 Feb 2026\n,,,09 Feb 2026\n\n"
     scan = scan_csv(opener(connections), "Connections.csv")
     assert (scan.records, scan.date_only_rows) == (2, 1)
-    assert scan.columns_filled() == {"First Name": 1, "Last Name": 1, "Company": 1, "Connected On": 2}
+    assert scan.columns_with_values() == {"First Name", "Last Name", "Company", "Connected On"}
+    empty_column = scan_csv(opener(b"A,B,C\nx,,z\ny,,\n"), "x.csv")
+    assert empty_column.columns_with_values() == {"A", "C"}
 
 
 def test_the_header_is_found_by_the_catalogue_test_past_lines_that_look_like_one() -> None:

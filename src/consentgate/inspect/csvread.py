@@ -58,7 +58,7 @@ class CsvScan:
     date_only_rows: int = 0
     """Rows holding only a date (in Connections: members who hid or closed their profile)."""
     filled: Counter[int] = field(default_factory=Counter)
-    """Per column index: how many records have a non-empty value there."""
+    """Per column index: 1 when some record has a value there (the scan stops looking after the first)."""
     encoding: str = "utf-8"
     decoding_note: str | None = None
     bom: bool = False
@@ -68,12 +68,9 @@ class CsvScan:
     text_without_header: str | None = None
     """The single line of a headerless one-line file, e.g. "No conversations found"."""
 
-    def columns_filled(self) -> dict[str, int]:
-        """Column name → records with a value (duplicate names summed)."""
-        out: Counter[str] = Counter()
-        for index, name in enumerate(self.header or []):
-            out[name] += self.filled.get(index, 0)
-        return dict(out)
+    def columns_with_values(self) -> set[str]:
+        """The columns (by name) that hold a value in some record."""
+        return {name for index, name in enumerate(self.header or []) if self.filled.get(index, 0)}
 
 
 HeaderTest = Callable[[list[str]], bool]
@@ -167,18 +164,26 @@ def _scan(
         scan.header = header
         scan.notes = [",".join(r) for r in window[:header_at] if any(v.strip() for v in r)]
 
+        width = len(header)
+        pending = set(range(width))  # columns not yet seen with a value
+
         def count(row: list[str]) -> None:
-            values = [i for i, value in enumerate(row) if value.strip()]
-            if not values:
+            # The hot loop (a row of messages.csv per call): C-level list methods only, and each
+            # column is looked at until it first holds a value.
+            values = len(row) - row.count("")
+            if values == 0:
                 return  # a blank line
             scan.records += 1
-            if len(values) == 1 and len(header) > 1 and looks_like_date(row[values[0]]):
-                scan.date_only_rows += 1
-            for i in values:
-                if i < len(header):
+            if values == 1 and width > 1:
+                only = next(value for value in row if value)
+                if looks_like_date(only):
+                    scan.date_only_rows += 1
+            if pending:
+                for i in [i for i in pending if i < len(row) and row[i].strip()]:
                     scan.filled[i] += 1
+                    pending.discard(i)
             if len(scan.first_rows) < keep_rows:
-                scan.first_rows.append(row[: len(header)])
+                scan.first_rows.append(row[:width])
 
         for row in window[header_at + 1 :]:
             count(row)

@@ -351,8 +351,8 @@ def _found_categories(recognition: Recognition, scan: CsvScan | None) -> list[st
         return []
     if scan.header is None:
         return list(recognition.categories)
-    filled = scan.columns_filled()
-    found = {category for column, category in recognition.columns.items() if filled.get(column, 0) > 0}
+    filled = scan.columns_with_values()
+    found = {category for column, category in recognition.columns.items() if column in filled}
     if recognition.file_category is not None and scan.records:
         found.add(recognition.file_category)
     return sorted(found)
