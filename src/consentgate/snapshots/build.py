@@ -156,13 +156,8 @@ def _build(
     work: Path,
     progress: ProgressFn | None,
 ) -> BuildResult:
-    timings: dict[str, float] = {}
-    clock = [time.perf_counter()]
-
-    def lap(phase: str) -> None:
-        now = time.perf_counter()
-        timings[phase] = timings.get(phase, 0.0) + now - clock[0]
-        clock[0] = now
+    watch = Stopwatch()
+    lap = watch.lap
 
     def report(phase: str, total: int | None) -> Callable[[int], None]:
         return lambda done: progress(phase, done, total) if progress is not None else None
@@ -238,8 +233,22 @@ def _build(
     lap("fsync")
     result = publish(request, ledger, manifest, body, work, snapshot_id, eligibility)
     lap("publish")
-    result.timings.update(timings)
+    result.timings.update(watch.timings)
     return result
+
+
+@dataclass
+class Stopwatch:
+    """Seconds per phase of a run (for benchmarks and the CLI; never part of a manifest)."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def lap(self, phase: str) -> None:
+        """Add the time since the previous lap (or the start) to ``phase``."""
+        now = time.perf_counter()
+        self.timings[phase] = self.timings.get(phase, 0.0) + now - self.started
+        self.started = now
 
 
 def verified_events(

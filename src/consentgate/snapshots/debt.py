@@ -76,8 +76,6 @@ class Relation:
     touched: int
     policy_changed: bool
     keep_class: int | None
-    events: list[Path]
-    """The verified mirror segments the relation was computed from."""
 
 
 def policy_changed(engine: DecisionEngine, manifest: dict[str, Any], at: datetime) -> bool:
@@ -164,7 +162,7 @@ def prepare(
             con.execute(f"SELECT count(*) FROM member_class WHERE class_id = {keep_class}").fetchall()[0][0]
         )
         eligibility.classes.append(MemberClass(keep_class, KEEP_SIGNATURE, None, kept, None))
-    return Relation(eligibility, touched, changed, keep_class, events)
+    return Relation(eligibility, touched, changed, keep_class)
 
 
 @dataclass(frozen=True)
@@ -254,14 +252,10 @@ class SnapshotDebt:
 
 
 def debt_members(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    engine: DecisionEngine,
-    events: list[Path],
-    entry: SnapshotEntry,
-    at: datetime,
-    watermark: int,
+    con: duckdb.DuckDBPyConnection, *, engine: DecisionEngine, entry: SnapshotEntry, at: datetime
 ) -> list[DebtMember]:
+    """The members of ``entry`` in debt, from the tables ``prepare`` left in ``con`` (``touched``,
+    ``member_class``, ``rules``, ``later_events``), with each member's first change after it."""
     lineage = _lineage(entry)
     known = ", ".join("'" + c.replace("'", "''") + "'" for c in sorted(engine.taxonomy.categories)) or "NULL"
     rows = con.execute(
@@ -353,9 +347,7 @@ def snapshot_debt(
                 watermark=watermark,
                 keep=False,
             )
-            members = debt_members(
-                con, engine=engine, events=relation.events, entry=entry, at=at, watermark=watermark
-            )
+            members = debt_members(con, engine=engine, entry=entry, at=at)
         finally:
             con.close()
         out.append(

@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from consentgate.snapshots.build import (
     BuildRequest,
     BuildResult,
     ProgressFn,
+    Stopwatch,
     checked_outputs,
     fsync_tree,
     make_engine,
@@ -263,13 +263,8 @@ def _refresh(
     work: Path,
     progress: ProgressFn | None,
 ) -> RefreshResult:
-    timings: dict[str, float] = {}
-    clock = [time.perf_counter()]
-
-    def lap(phase: str) -> None:
-        now = time.perf_counter()
-        timings[phase] = timings.get(phase, 0.0) + now - clock[0]
-        clock[0] = now
+    watch = Stopwatch()
+    lap = watch.lap
 
     records = check_source_files(source, source_manifest)
     dataset = _source_dataset(source, records)
@@ -292,9 +287,7 @@ def _refresh(
             watermark=watermark,
             keep=True,
         )
-        removed = debt_members(
-            con, engine=engine, events=relation.events, entry=source, at=at, watermark=watermark
-        )
+        removed = debt_members(con, engine=engine, entry=source, at=at)
         lap("debt")
         enforcer = make_engine(request, con, work)
         output = enforcer.run(
@@ -407,5 +400,5 @@ def _refresh(
         derived_from=source.snapshot_id,
     )
     lap("publish")
-    built.timings.update(timings)
+    built.timings.update(watch.timings)
     return RefreshResult(built, source, removed)
