@@ -51,7 +51,7 @@ app.add_typer(snapshots.model_app, name="model")
 app.add_typer(snapshots.lineage_app, name="lineage")
 app.command("gate")(snapshots.gate)
 app.command("serve")(serve.serve)
-app.command("inspect")(inspect_cmd.inspect)
+app.add_typer(inspect_cmd.app, name="inspect")
 app.add_typer(serve.account_app, name="account")
 
 

@@ -1,4 +1,9 @@
-"""``consentgate inspect ARCHIVE…``: a member reads their own data download (DESIGN §8)."""
+"""``consentgate inspect ARCHIVE…`` and ``inspect serve``: a member reads their own data download (DESIGN §8).
+
+Exit status: 0 the report is complete and every file was read; 2 the input was refused (nothing is
+written); 3 the report is complete, but some files were empty, held only a header or were not
+valid UTF-8 (read with the named fallback): each is named on stderr and in the report.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,35 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
 from consentgate.cli.context import console, ctx, instant, print_json
 from consentgate.inspect.inspector import Inspection, inspect_archive, read_settings
 from consentgate.timeutil import format_instant, now_utc
 
+INCOMPLETE_EXIT = 3
+WARNING_NOTES = frozenset({"empty", "header_only", "decoding"})
+"""Notes that make the exit status 3: the file was not read as a member would expect."""
 
-def inspect(
+
+class _ArchiveByDefault(TyperGroup):
+    """``inspect ARCHIVE…`` runs ``inspect report ARCHIVE…``; ``inspect serve`` is the local page."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["report", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_ArchiveByDefault,
+    help="Read your own data archive: what the operator may use, for what, and what to do about it.",
+    no_args_is_help=True,
+)
+
+
+@app.command("report")
+def report(
     typer_ctx: typer.Context,
     archive: Annotated[
         list[Path],
@@ -31,13 +58,28 @@ def inspect(
             "--settings", help="CSV setting,value of your choices (default: the regional defaults)."
         ),
     ] = None,
+    lang: Annotated[str, typer.Option("--lang", help="Language of the files written: en or de.")] = "en",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write report.html, checklist.md, objection.txt and objection.html into this folder.",
+        ),
+    ] = None,
+    grounds: Annotated[
+        str | None,
+        typer.Option("--grounds", help="Your grounds for the objection letter (else a marked paragraph)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON of DESIGN §8.")] = False,
 ) -> None:
     """Which files of your own data archive the operator may use, for which purpose, and why.
 
     Offline: nothing leaves the machine. Every file is recognised by the catalogue or reported as
-    unrecognised; every decision comes from the same policy engine as `explain`.
+    unrecognised; every decision comes from the same policy engine as `explain`. With --out, the
+    four files are written together or not at all.
     """
+    from consentgate.inspect.render import Renderer, write_outputs
+
     context = ctx(typer_ctx)
     engine = context.engine
     when = instant(at, "--at") if at is not None else None
@@ -49,10 +91,51 @@ def inspect(
         settings=None if settings is None else read_settings(settings, engine),
         settings_source="regional defaults" if settings is None else str(settings),
     )
+    renderer = Renderer(result, engine, language=lang, grounds=grounds)
+    written = write_outputs(out, renderer.outputs()) if out is not None else []
     if as_json:
         print_json(result.to_dict())
-        return
-    _print(result)
+    else:
+        _print(result)
+        for file in written:
+            console.print(f"wrote {file}")
+    incomplete = incomplete_files(result)
+    for name, notes in incomplete.items():
+        typer.echo(f"warning: {name}: {'; '.join(notes)}", err=True)
+    if incomplete:
+        raise typer.Exit(INCOMPLETE_EXIT)
+
+
+def incomplete_files(result: Inspection) -> dict[str, list[str]]:
+    """Files that were empty, held only a header, or were not valid UTF-8: path → the notes."""
+    out: dict[str, list[str]] = {}
+    for f in result.files:
+        codes = [code for code, _ in f.note_codes if code in WARNING_NOTES]
+        if codes:
+            out[f.path] = [
+                note for (code, _), note in zip(f.note_codes, f.notes, strict=True) if code in codes
+            ]
+    return out
+
+
+@app.command("serve")
+def serve(
+    typer_ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (the page never listens elsewhere).")] = 8765,
+) -> None:
+    """A local page for your archive: choose the ZIP, country, date and language; see the report.
+
+    Listens on 127.0.0.1 only. The upload is read in a temporary folder that is removed after the
+    answer; nothing is kept and nothing leaves the machine.
+    """
+    import uvicorn
+
+    from consentgate.inspect.serve import create_inspect_app
+
+    context = ctx(typer_ctx)
+    app_ = create_inspect_app(context.engine)
+    console.print(f"consentgate inspector on http://127.0.0.1:{port}/  (Ctrl-C stops)")
+    uvicorn.run(app_, host="127.0.0.1", port=port, log_level="warning")
 
 
 def _print(result: Inspection) -> None:

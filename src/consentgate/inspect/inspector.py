@@ -43,6 +43,8 @@ class PurposeVerdict:
     reasons: tuple[str, ...]
     allowed: tuple[str, ...] = ()
     """The categories of the file that may be used for the purpose."""
+    by_category: tuple[tuple[str, str], ...] = ()
+    """(category, treatment) for each category of the file: the report's chart counts by these."""
 
 
 @dataclass
@@ -55,6 +57,8 @@ class FileReport:
     purposes: dict[str, PurposeVerdict] = field(default_factory=dict)
     unrecognised_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    note_codes: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    """The notes as (key of ``NOTES``, placeholders), for the member's language."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +93,8 @@ class Inspection:
     name: str | None = None
     email: str | None = None
     settings_source: str = "regional defaults"
+    settings: dict[str, bool] = field(default_factory=dict)
+    """The member's own choices (``--settings``); the regional defaults hold for the rest."""
 
     def unrecognised(self) -> dict[str, Any]:
         return {
@@ -218,10 +224,21 @@ def _verdict(decisions: list[Decision]) -> PurposeVerdict:
         for r in d.denials if not allowed else d.reasons:
             if str(r.code) not in codes:
                 codes.append(str(r.code))
+    each = tuple(
+        (
+            d.category,
+            "used"
+            if d.allowed
+            else "never_used"
+            if any(r.code is ReasonCode.category_never_used for r in d.denials)
+            else "not_used",
+        )
+        for d in decisions
+    )
     if allowed:
-        return PurposeVerdict("used", tuple(codes), allowed)
-    never = all(any(r.code is ReasonCode.category_never_used for r in d.denials) for d in decisions)
-    return PurposeVerdict("never_used" if never else "not_used", tuple(codes))
+        return PurposeVerdict("used", tuple(codes), allowed, each)
+    never = all(treatment == "never_used" for _, treatment in each)
+    return PurposeVerdict("never_used" if never else "not_used", tuple(codes), (), each)
 
 
 def inspect_archive(
@@ -261,6 +278,7 @@ def inspect_archive(
         name=facts.get("name"),
         email=facts.get("email"),
         settings_source=settings_source,
+        settings=dict(settings or {}),
     )
 
 
@@ -330,7 +348,10 @@ def _report(
         unrecognised_columns=list(recognition.unrecognised_columns),
     )
     if scan is not None:
-        report.notes += _notes(scan)
+        report.note_codes = _notes(scan)
+        report.notes = [NOTES[code].format(**values) for code, values in report.note_codes]
+        if scan.decoding_note:
+            report.notes[0] = scan.decoding_note
     for purpose in purposes:
         if not recognition.categories:
             # Recognised, but no taxonomy category fits its data: nothing can be decided honestly.
@@ -358,16 +379,30 @@ def _found_categories(recognition: Recognition, scan: CsvScan | None) -> list[st
     return sorted(found)
 
 
-def _notes(scan: CsvScan) -> list[str]:
-    notes: list[str] = []
+NOTES = {
+    "decoding": "not valid UTF-8; read as {encoding}",
+    "preamble": "{lines} line(s) of notes before the header",
+    "no_header": "no header: {text}",
+    "empty": "empty file",
+    "header_only": "header only, no rows",
+    "date_only": "{rows} row(s) hold only a date (a hidden or closed profile)",
+}
+"""Notes on reading a file: a message (a msgid of the portal's catalogue) with placeholders."""
+
+
+def _notes(scan: CsvScan) -> list[tuple[str, dict[str, str]]]:
+    notes: list[tuple[str, dict[str, str]]] = []
     if scan.decoding_note:
-        notes.append(scan.decoding_note)
+        notes.append(("decoding", {"encoding": scan.encoding}))
     if scan.notes:
-        notes.append(f"{len(scan.notes)} line(s) of notes before the header")
+        notes.append(("preamble", {"lines": str(len(scan.notes))}))
     if scan.header is None:
-        notes.append(f"no header: {scan.text_without_header!r}" if scan.text_without_header else "empty file")
+        if scan.text_without_header:
+            notes.append(("no_header", {"text": repr(scan.text_without_header)}))
+        else:
+            notes.append(("empty", {}))
     elif scan.records == 0:
-        notes.append("header only, no rows")
+        notes.append(("header_only", {}))
     if scan.date_only_rows:
-        notes.append(f"{scan.date_only_rows} row(s) hold only a date (a hidden or closed profile)")
+        notes.append(("date_only", {"rows": str(scan.date_only_rows)}))
     return notes

@@ -1,10 +1,12 @@
 """The taxonomy: categories, purposes, regions and settings, shipped as data (``data/*.yaml``)."""
 
-from consentgate.taxonomy.catalog import Taxonomy, load_taxonomy
+from consentgate.taxonomy.catalog import Taxonomy, load_operator, load_taxonomy
 from consentgate.taxonomy.models import (
     REGIONS,
     Category,
     Control,
+    Controller,
+    Operator,
     Purpose,
     Region,
     Setting,
@@ -17,6 +19,8 @@ __all__ = [
     "REGIONS",
     "Category",
     "Control",
+    "Controller",
+    "Operator",
     "Purpose",
     "Region",
     "Setting",
@@ -24,5 +28,6 @@ __all__ = [
     "SettingKind",
     "Taxonomy",
     "Text",
+    "load_operator",
     "load_taxonomy",
 ]

@@ -11,7 +11,15 @@ import yaml
 from pydantic import ValidationError
 
 from consentgate.exceptions import TaxonomyError
-from consentgate.taxonomy.models import REGIONS, Category, Purpose, Region, Setting, SettingKind
+from consentgate.taxonomy.models import (
+    REGIONS,
+    Category,
+    Operator,
+    Purpose,
+    Region,
+    Setting,
+    SettingKind,
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,18 @@ def load_taxonomy() -> Taxonomy:
     )
     _check(taxonomy, len(categories), len(purposes), len(settings))
     return taxonomy
+
+
+@cache
+def load_operator() -> Operator:
+    """The operator's controllers, menu names and forms (``data/operator.yaml``)."""
+    try:
+        operator = Operator.model_validate(_read("operator.yaml"))
+    except ValidationError as exc:
+        raise TaxonomyError(f"taxonomy/data/operator.yaml: {exc}") from None
+    if not any(c.name == operator.default_controller for c in operator.controllers):
+        raise TaxonomyError("taxonomy/data/operator.yaml: default_controller names no controller")
+    return operator
 
 
 def _check(t: Taxonomy, n_categories: int, n_purposes: int, n_settings: int) -> None:

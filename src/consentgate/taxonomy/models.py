@@ -125,3 +125,38 @@ class Setting(_Frozen):
         return any(
             c.purpose == purpose and (c.categories is None or category in c.categories) for c in self.controls
         )
+
+
+class Controller(_Frozen):
+    """Who answers a member's objection, and where to write."""
+
+    name: str
+    address: tuple[str, ...]
+    regions: tuple[RegionKey, ...] = ()
+
+
+class Menu(_Frozen):
+    """The names on the operator's settings pages, for the menu path to a switch."""
+
+    settings: Text
+    groups: dict[SettingGroup, Text]
+    sections: dict[str, Text] = Field(
+        default_factory=dict, description="Menu names of sections that differ from the taxonomy's"
+    )
+
+
+class Operator(_Frozen):
+    """The operator as its members meet it (``data/operator.yaml``): controllers, menu, forms."""
+
+    name: str
+    controllers: tuple[Controller, ...]
+    default_controller: str
+    objection_form: str
+    menu: Menu
+
+    def controller_for(self, region: str | None) -> Controller:
+        """The controller named for ``region``, else the default one."""
+        for controller in self.controllers:
+            if region is not None and region in controller.regions:
+                return controller
+        return next(c for c in self.controllers if c.name == self.default_controller)
