@@ -113,6 +113,8 @@ def test_the_checklist_names_the_switches_in_the_operator_s_order_with_menu_path
             " → Daten zur Verbesserung generativer KI"
         )
         assert "Anna Becker" in text and "Zukunft" in text
+        # Section names in German too, not the taxonomy's English ones.
+        assert "Einstellungen → Werbedaten → Profildaten → Kontakte" in text
     assert path in text
     # In the order of the operator's pages: advertising rows first, then the privacy rows, as in the taxonomy.
     order = list(engine.taxonomy.settings)

@@ -15,6 +15,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from consentgate.cli.context import console, ctx, instant, print_json
+from consentgate.inspect.advice import purpose_order
 from consentgate.inspect.inspector import Inspection, inspect_archive, read_settings
 from consentgate.timeutil import format_instant, now_utc
 
@@ -147,7 +148,7 @@ def _print(result: Inspection) -> None:
         f" settings: {result.settings_source}; policy "
         + ("none in force" if policy is None else f"{policy['id']}@{policy['version']}")
     )
-    order = sorted(result.purposes, key=lambda key: (key != "genai.training", key))
+    order = sorted(result.purposes, key=purpose_order)
     headings = {
         "used": "may be used",
         "never_used": "never used for this purpose",

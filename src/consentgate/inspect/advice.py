@@ -51,7 +51,7 @@ class Switch:
     uses: list[Use] = field(default_factory=list)
 
     def purposes(self) -> list[str]:
-        return sorted({u.purpose for u in self.uses}, key=lambda p: (p != "genai.training", p))
+        return sorted({u.purpose for u in self.uses}, key=purpose_order)
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def advise(result: Inspection, engine: DecisionEngine) -> Advice:
                 legitimate.append(purpose)
             if engine.taxonomy.purposes[purpose].direct_marketing and purpose in used:
                 marketing.append(purpose)
-    order = _purpose_order
+    order = purpose_order
     return Advice(
         switches=switches,
         unswitchable={p: unswitchable[p] for p in sorted(unswitchable, key=order)},
@@ -179,8 +179,21 @@ def advise(result: Inspection, engine: DecisionEngine) -> Advice:
     )
 
 
-def _purpose_order(purpose: str) -> tuple[bool, str]:
-    return (purpose != "genai.training", purpose)
+HEADLINE_PURPOSES = (
+    "genai.training",
+    "genai.affiliate_training",
+    "ads.personalization",
+    "ads.offsite",
+    "ads.affiliate_sharing",
+)
+"""The purposes the seeds are about, shown first (DESIGN §8); the others follow by key."""
+
+
+def purpose_order(purpose: str) -> tuple[int, str]:
+    """The order of purposes in every report: the headline purposes first, then by key."""
+    if purpose in HEADLINE_PURPOSES:
+        return (HEADLINE_PURPOSES.index(purpose), "")
+    return (len(HEADLINE_PURPOSES), purpose)
 
 
 def result_file_allowed(result: Inspection, use: Use) -> tuple[str, ...]:

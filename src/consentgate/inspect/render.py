@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -29,10 +29,10 @@ from markupsafe import Markup
 
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.exceptions import InputError
-from consentgate.inspect.advice import Advice, advise
+from consentgate.inspect.advice import Advice, advise, purpose_order
 from consentgate.inspect.inspector import NOTES, Inspection
 from consentgate.timeutil import now_utc
-from consentgate.web.charts import Chart, Series, bar_chart
+from consentgate.web.charts import Chart, Series, hbar_chart
 from consentgate.web.i18n import LANGUAGES, format_instant_for, load_translations
 
 OUTPUT_FILES = ("report.html", "checklist.md", "objection.txt", "objection.html")
@@ -131,7 +131,11 @@ class Renderer:
 
     def path(self, menu: Any, escape: Callable[[str], str] = str) -> str:
         """A menu path (Settings → group → section → label) in the reader's language."""
-        return " → ".join(escape(self.text(step)) for step in menu)
+        # A section without a menu name of its own in operator.yaml carries the taxonomy's English
+        # section name in both languages; the portal's catalogue translates those names.
+        return " → ".join(
+            escape(self._(step.en) if step.en == step.de else self.text(step)) for step in menu
+        )
 
     def kind_name(self, label: dict[str, str], kind: str | None) -> str:
         return self.text(label) if label else (kind or self._("not recognised"))
@@ -170,7 +174,7 @@ class Renderer:
     def purpose_rows(self) -> list[dict[str, Any]]:
         """Per purpose and treatment: the files and rows (the report's summary table)."""
         rows = []
-        for purpose in sorted(self.result.purposes, key=lambda p: (p != "genai.training", p)):
+        for purpose in sorted(self.result.purposes, key=purpose_order):
             cells: dict[str, Any] = {}
             for treatment in TREATMENTS:
                 files = [
@@ -211,18 +215,18 @@ class Renderer:
             if any(treatment in totals[c] for c in order)
         )
         name = self.purpose_name(purpose)
-        return bar_chart(
+        chart = hbar_chart(
             chart_id=f"rows-{purpose.replace('.', '-')}",
             title=self._("Rows per kind of data: {purpose}").format(purpose=name),
             description=self._(
                 "Bars show how many rows of your archive hold each kind of data, by whether it may be "
                 "used for this purpose; a file's rows count once for each kind of data it holds."
             ),
-            x_title=self._("kind of data"),
-            y_title=self._("rows"),
-            x_labels=[self.category_name(c) for c in order],
+            value_title=self._("rows"),
+            labels=[self.category_name(c) for c in order],
             series=series,
         )
+        return replace(chart, x_title=self._("kind of data"))
 
     def context(self, **extra: Any) -> dict[str, Any]:
         r = self.result
@@ -345,6 +349,10 @@ class Renderer:
                 ),
             )
         )
+        if self.language == "de" and blocks and blocks[0][0] == "p":
+            # After "Sehr geehrte Damen und Herren," a German letter goes on in lower case.
+            first = str(blocks[0][1])
+            blocks[0] = ("p", first[:1].lower() + first[1:])
         return blocks
 
     def letter_text(self, width: int = 76) -> str:

@@ -352,3 +352,87 @@ def bar_chart(
         _pattern_defs(chart_id),
     )
     return Chart(chart_id, title, description, x_title, y_title, tuple(x_labels), tuple(series), _safe(svg))
+
+
+HBAR_LABELS = 250
+HBAR_ROW = 22
+
+
+def hbar_chart(
+    *,
+    chart_id: str,
+    title: str,
+    description: str,
+    value_title: str,
+    labels: Sequence[str],
+    series: Sequence[Series],
+) -> Chart:
+    """Horizontal bars, one row per label, for data where each label belongs to one series.
+
+    Each label's bar has the fill pattern of the series holding its value (the first with one), its
+    number written at the end of the bar, and the legend names the series in words. Readable with
+    many long labels (the archive inspector's kinds of data), where grouped columns are not.
+    """
+    values = [v for s in series for v in s.values if v is not None]
+    top = axis_top(max(values, default=0.0))
+    plot_left = HBAR_LABELS + 8
+    plot_width = WIDTH - plot_left - 48
+    rows = max(len(labels), 1)
+    plot_bottom = PLOT_TOP + rows * HBAR_ROW
+    legend_top = plot_bottom + 44
+    height = legend_top + max(1, math.ceil(len(series) / LEGEND_COLUMNS)) * LEGEND_ROW + 8
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {WIDTH} {height}" '
+        f'width="{WIDTH}" height="{height}" id="{_e(chart_id)}" '
+        f'aria-labelledby="{_e(chart_id)}-title {_e(chart_id)}-desc" font-family="system-ui, sans-serif" '
+        f'font-size="12">',
+        f'<title id="{_e(chart_id)}-title">{_e(title)}</title>',
+        f'<desc id="{_e(chart_id)}-desc">{_e(description)}</desc>',
+        _pattern_defs(chart_id),
+        '<g class="axes">',
+    ]
+    for tick in _ticks(top):
+        x = plot_left + tick / top * plot_width
+        out.append(
+            f'<line x1="{_fmt(x)}" y1="{PLOT_TOP}" x2="{_fmt(x)}" y2="{plot_bottom}" stroke="#c8c8cc"/>'
+            f'<text x="{_fmt(x)}" y="{plot_bottom + 16}" text-anchor="middle">{_e(_fmt(tick))}</text>'
+        )
+    out.append(
+        f'<line x1="{plot_left}" y1="{PLOT_TOP}" x2="{plot_left}" y2="{plot_bottom}" stroke="#1d1d1f"/>'
+        f'<text class="x-title" x="{plot_left + plot_width / 2:.0f}" y="{plot_bottom + 34}" '
+        f'text-anchor="middle">{_e(value_title)}</text></g>'
+    )
+    for index, s in enumerate(series):
+        fill = _fill(chart_id, index)
+        out.append(f'<g class="series" data-series="{_e(s.key)}">')
+        for i, value in enumerate(s.values):
+            if value is None or i >= len(labels):
+                continue
+            y = PLOT_TOP + i * HBAR_ROW
+            width = value / top * plot_width
+            out.append(
+                f'<rect x="{plot_left}" y="{_fmt(y + 4)}" width="{_fmt(width)}" height="{HBAR_ROW - 8}" '
+                f'fill="{fill}" stroke="#1d1d1f" stroke-width="0.75">'
+                f"<title>{_e(f'{labels[i]}: {value:g} ({s.name})')}</title></rect>"
+                f'<text x="{_fmt(plot_left + width + 4)}" y="{_fmt(y + HBAR_ROW / 2 + 4)}">'
+                f"{_e(f'{value:g}')}</text>"
+            )
+        out.append("</g>")
+    out.append('<g class="labels">')
+    for i, label in enumerate(labels):
+        short = label if len(label) <= 40 else label[:39] + "…"
+        baseline = PLOT_TOP + i * HBAR_ROW + HBAR_ROW / 2 + 4
+        out.append(f'<text x="{HBAR_LABELS}" y="{_fmt(baseline)}" text-anchor="end">{_e(short)}</text>')
+    out.append('</g><g class="legend">')
+    for index, s in enumerate(series):
+        x = PLOT_LEFT + (index % LEGEND_COLUMNS) * ((WIDTH - PLOT_LEFT) / LEGEND_COLUMNS)
+        y = legend_top + (index // LEGEND_COLUMNS) * LEGEND_ROW
+        out.append(
+            f'<g data-series="{_e(s.key)}"><rect x="{_fmt(x)}" y="{_fmt(y - 7)}" width="24" height="14" '
+            f'fill="{_fill(chart_id, index)}" stroke="#1d1d1f"/>'
+            f'<text x="{_fmt(x + 30)}" y="{_fmt(y + 4)}">{_e(s.name)}</text></g>'
+        )
+    out.append("</g></svg>")
+    return Chart(
+        chart_id, title, description, "", value_title, tuple(labels), tuple(series), _safe("".join(out))
+    )
