@@ -583,3 +583,16 @@ UNRECOGNISED_COLUMNS: dict[str, dict[str, list[str]]] = {
     fixture: {path: list(file.unrecognised) for path, file in files.items() if file.unrecognised}
     for fixture, files in FILES.items()
 }
+
+
+def write_all(folder: Path) -> list[Path]:
+    """Every fixture shape into ``folder`` (for trying the inspector by hand)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [complete_export(folder), basic_export(folder), *two_part_export(folder), folder_export(folder)]
+
+
+if __name__ == "__main__":  # python -m tests.inspect.archives DIR
+    import sys
+
+    for written in write_all(Path(sys.argv[1] if len(sys.argv) > 1 else "fixture-archives")):
+        print(written)

@@ -204,6 +204,42 @@ def test_cli_writes_the_four_files_at_once(tmp_path: Path) -> None:
     assert "holds other files" in refused and (out / "mine.txt").read_text() == "keep"
 
 
+@pytest.mark.parametrize(
+    ("fixture", "language"), [("complete", "en"), ("basic", "de"), ("two_part", "en"), ("folder", "de")]
+)
+def test_every_fixture_archive_prints_the_report_and_writes_the_files(
+    fixture: str, language: str, tmp_path: Path
+) -> None:
+    written = archives.write_all(tmp_path / "archives")
+    paths = {
+        "complete": written[:1],
+        "basic": written[1:2],
+        "two_part": written[2:4],
+        "folder": written[4:],
+    }[fixture]
+    out = tmp_path / "out"
+    done = cg(
+        None,
+        "inspect",
+        *map(str, paths),
+        "--country",
+        "FR",
+        "--at",
+        "2025-11-04",
+        "--out",
+        str(out),
+        "--lang",
+        language,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "genai.training" in done.stdout and "wrote" in done.stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    letter = (out / "objection.txt").read_text("utf-8")
+    assert ("Widerspruch" if language == "de" else "Objection") in letter
+    assert "LinkedIn Ireland Unlimited Company" in letter
+
+
 def test_a_failure_while_writing_leaves_out_as_it_was(tmp_path: Path, engine: DecisionEngine) -> None:
     out = tmp_path / "out"
     files = renderer(engine, tmp_path, "en").outputs()

@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from consentgate.exceptions import InputError
 
@@ -76,25 +76,14 @@ class CsvScan:
 HeaderTest = Callable[[list[str]], bool]
 
 
-def _rows(stream: BinaryIO, encoding: str, label: str) -> Iterator[list[str]]:
+def _reader(stream: BinaryIO, encoding: str) -> Any:
     text = io.TextIOWrapper(
         io.BufferedReader(stream, buffer_size=1 << 20),  # type: ignore[type-var]
         encoding=encoding,
         errors="strict" if encoding == "utf-8-sig" else "replace",
         newline="",
     )
-    reader = csv.reader(text, strict=False)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            message = str(exc)
-            if "field larger than field limit" in message:
-                message = f"a field longer than {FIELD_LIMIT >> 20} MiB"
-            raise InputError(f"{label}: row {reader.line_num}: {message}; refused") from None
-        yield row
+    return csv.reader(text, strict=False)
 
 
 def _is_header_candidate(row: list[str]) -> bool:
@@ -132,63 +121,73 @@ def _scan(
     with opener() as stream:
         head = stream.read(3) if hasattr(stream, "read") else b""
         bom = head == codecs.BOM_UTF8
-        rest = _Prefixed(head, stream)
-        rows = _rows(rest, encoding, label)  # type: ignore[arg-type]
-        window: list[list[str]] = []
-        header_at: int | None = None
+        reader = _reader(_Prefixed(head, stream), encoding)  # type: ignore[arg-type]
+        try:
+            return _scan_rows(reader, bom, encoding, is_header, keep_rows)
+        except csv.Error as exc:
+            message = str(exc)
+            if "field larger than field limit" in message:
+                message = f"a field longer than {FIELD_LIMIT >> 20} MiB"
+            raise InputError(f"{label}: row {reader.line_num}: {message}; refused") from None
+
+
+def _scan_rows(
+    reader: Any, bom: bool, encoding: str, is_header: HeaderTest | None, keep_rows: int
+) -> CsvScan:
+    window: list[list[str]] = []
+    header_at: int | None = None
+    for row in reader:
+        window.append(row)
+        cleaned = [value.strip().lstrip("\ufeff") for value in row]
+        if is_header is not None and is_header(cleaned):
+            header_at = len(window) - 1
+            break
+        if len(window) >= HEADER_WINDOW:
+            break
+    if header_at is None:
+        candidates = [i for i, r in enumerate(window) if _is_header_candidate(r)]
+        non_empty = [i for i, r in enumerate(window) if any(v.strip() for v in r)]
+        if candidates:
+            header_at = candidates[0]
+        elif len(non_empty) > 1:
+            header_at = non_empty[0]
+    scan = CsvScan(header=None, bom=bom, encoding="utf-8" if encoding == "utf-8-sig" else encoding)
+    if header_at is None:
+        lines = [",".join(r) for r in window if any(v.strip() for v in r)]
+        scan.text_without_header = lines[0] if lines else None
+        for _ in reader:  # a headerless file: nothing to count, but read it to its end
+            pass
+        return scan
+    header = [value.strip().lstrip("\ufeff") for value in window[header_at]]
+    while header and header[-1] == "":
+        header.pop()  # a header ending with a comma
+    scan.header = header
+    scan.notes = [",".join(r) for r in window[:header_at] if any(v.strip() for v in r)]
+
+    # The hot loop (a row of messages.csv per turn): locals only, C-level list methods, and each
+    # column looked at until it first holds a value; once every column has, rows are only counted.
+    width = len(header)
+    pending = set(range(width))
+    filled = scan.filled
+    first_rows = scan.first_rows
+    records = 0
+    date_only = 0
+    for rows in (iter(window[header_at + 1 :]), reader):
         for row in rows:
-            window.append(row)
-            cleaned = [value.strip().lstrip("\ufeff") for value in row]
-            if is_header is not None and is_header(cleaned):
-                header_at = len(window) - 1
-                break
-            if len(window) >= HEADER_WINDOW:
-                break
-        if header_at is None:
-            candidates = [i for i, r in enumerate(window) if _is_header_candidate(r)]
-            non_empty = [i for i, r in enumerate(window) if any(v.strip() for v in r)]
-            if candidates:
-                header_at = candidates[0]
-            elif len(non_empty) > 1:
-                header_at = non_empty[0]
-        scan = CsvScan(header=None, bom=bom, encoding="utf-8" if encoding == "utf-8-sig" else encoding)
-        if header_at is None:
-            lines = [",".join(r) for r in window if any(v.strip() for v in r)]
-            scan.text_without_header = lines[0] if lines else None
-            for _ in rows:  # a headerless file: nothing to count, but read it to its end
-                pass
-            return scan
-        header = [value.strip().lstrip("\ufeff") for value in window[header_at]]
-        while header and header[-1] == "":
-            header.pop()  # a header ending with a comma
-        scan.header = header
-        scan.notes = [",".join(r) for r in window[:header_at] if any(v.strip() for v in r)]
-
-        width = len(header)
-        pending = set(range(width))  # columns not yet seen with a value
-
-        def count(row: list[str]) -> None:
-            # The hot loop (a row of messages.csv per call): C-level list methods only, and each
-            # column is looked at until it first holds a value.
             values = len(row) - row.count("")
-            if values == 0:
-                return  # a blank line
-            scan.records += 1
-            if values == 1 and width > 1:
-                only = next(value for value in row if value)
-                if looks_like_date(only):
-                    scan.date_only_rows += 1
+            if not values:
+                continue  # a blank line
+            records += 1
+            if values == 1 and width > 1 and looks_like_date(next(v for v in row if v)):
+                date_only += 1
             if pending:
                 for i in [i for i in pending if i < len(row) and row[i].strip()]:
-                    scan.filled[i] += 1
+                    filled[i] += 1
                     pending.discard(i)
-            if len(scan.first_rows) < keep_rows:
-                scan.first_rows.append(row[:width])
-
-        for row in window[header_at + 1 :]:
-            count(row)
-        for row in rows:
-            count(row)
+            if len(first_rows) < keep_rows:
+                first_rows.append(row[:width])
+    scan.records = records
+    scan.date_only_rows = date_only
     return scan
 
 
