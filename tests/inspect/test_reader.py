@@ -166,3 +166,10 @@ def test_a_file_that_is_not_a_zip_is_refused(tmp_path: Path) -> None:
         open_archive([path])
     with pytest.raises(InputError, match="no such file"):
         open_archive([tmp_path / "missing.zip"])
+
+
+def test_a_column_first_filled_in_the_last_row_is_found_and_blank_values_are_not_values() -> None:
+    rows = ["A,B,C,D"] + ["x,, ,"] * 999 + ["x,,,late"] + ["x,"]  # the last row is short
+    scan = scan_csv(opener("\r\n".join(rows).encode()), "t.csv")
+    assert scan.records == 1001
+    assert scan.columns_with_values() == {"A", "D"}  # C held only a space; B never held anything

@@ -18,6 +18,7 @@ import io
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -166,12 +167,15 @@ def _scan_rows(
 
     # The hot loop (a row of messages.csv per turn): locals only, C-level list methods, and each
     # column looked at until it first holds a value; once every column has, rows are only counted.
+    # A column that never holds a value (SUBJECT in messages.csv) stays pending to the end, so the
+    # pending columns are fetched with one itemgetter call (C) and looked at only when one is set.
     width = len(header)
     pending = set(range(width))
     filled = scan.filled
     first_rows = scan.first_rows
     records = 0
     date_only = 0
+    get, last, single = _getter(pending)
     for rows in (iter(window[header_at + 1 :]), reader):
         for row in rows:
             values = len(row) - row.count("")
@@ -180,15 +184,24 @@ def _scan_rows(
             records += 1
             if values == 1 and width > 1 and looks_like_date(next(v for v in row if v)):
                 date_only += 1
-            if pending:
+            if pending and (len(row) <= last or (get(row) if single else any(get(row)))):
                 for i in [i for i in pending if i < len(row) and row[i].strip()]:
                     filled[i] += 1
                     pending.discard(i)
+                get, last, single = _getter(pending)
             if len(first_rows) < keep_rows:
                 first_rows.append(row[:width])
     scan.records = records
     scan.date_only_rows = date_only
     return scan
+
+
+def _getter(pending: set[int]) -> tuple[Any, int, bool]:
+    """(an itemgetter of the pending columns, the largest of them, whether there is one only)."""
+    if not pending:
+        return None, -1, True
+    indexes = sorted(pending)
+    return itemgetter(*indexes), indexes[-1], len(indexes) == 1
 
 
 class _Prefixed(io.RawIOBase):

@@ -133,9 +133,7 @@ class Renderer:
         """A menu path (Settings → group → section → label) in the reader's language."""
         # A section without a menu name of its own in operator.yaml carries the taxonomy's English
         # section name in both languages; the portal's catalogue translates those names.
-        return " → ".join(
-            escape(self._(step.en) if step.en == step.de else self.text(step)) for step in menu
-        )
+        return " → ".join(escape(self._(step.en) if step.en == step.de else self.text(step)) for step in menu)
 
     def kind_name(self, label: dict[str, str], kind: str | None) -> str:
         return self.text(label) if label else (kind or self._("not recognised"))
