@@ -17,9 +17,9 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
-from operator import itemgetter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, BinaryIO
 
 from consentgate.exceptions import InputError
