@@ -11,6 +11,7 @@ import typer
 from consentgate import __version__
 from consentgate.cli import (
     audit,
+    boundary,
     decisions,
     demo,
     inspect_cmd,
@@ -24,7 +25,6 @@ from consentgate.cli import (
     tokens,
 )
 from consentgate.cli.context import Context, err_console
-from consentgate.exceptions import ConsentgateError
 from consentgate.ledger.database import DEFAULT_URL
 
 app = typer.Typer(
@@ -79,18 +79,23 @@ def root(
         bool,
         typer.Option(help="Include the built-in linkedin-2024-09 and linkedin-2025-11 policies."),
     ] = True,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-file",
+            envvar=boundary.LOG_FILE_ENV,
+            help="Where the trace of an unexpected failure goes (default: under ~/.cache/consentgate).",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
     """consentgate: policies, a consent ledger and decisions that say why."""
+    boundary.set_log_file(log_file)
     typer_ctx.obj = Context(db=db, policy_dirs=list(policy_dir or []), builtin_policies=builtin_policies)
 
 
 def main() -> None:
-    """Entry point: domain errors become one clear line on stderr and exit status 2."""
-    try:
-        app()
-    except ConsentgateError as exc:
-        err_console.print(f"error: {exc}", soft_wrap=True)
-        sys.exit(2)
+    """Entry point: every failure is one line on stderr and an exit status (``cli/boundary.py``)."""
+    sys.exit(boundary.run(app, print_error=lambda line: err_console.print(line, soft_wrap=True)))

@@ -449,7 +449,11 @@ def write_outputs(out: Path, files: dict[str, str]) -> list[Path]:
             old = parent / f".{out.name}.replaced"
             shutil.rmtree(old, ignore_errors=True)
             out.rename(old)
-            staging.rename(out)
+            try:
+                staging.rename(out)
+            except OSError:
+                old.rename(out)  # the earlier report stays as it was
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             staging.rename(out)

@@ -18,7 +18,6 @@ the ZIPs of a two-part export), country, date and language; the page shows the s
 from __future__ import annotations
 
 import hmac
-import logging
 import re
 import secrets
 import shutil
@@ -43,9 +42,8 @@ from consentgate.inspect.inspector import inspect_archive
 from consentgate.inspect.render import OUTPUT_FILES, Renderer, _environment, stylesheet
 from consentgate.timeutil import now_utc, parse_instant
 from consentgate.web.app import SecurityHeaders
+from consentgate.web.errors import ErrorBoundary
 from consentgate.web.i18n import LANGUAGES, load_translations, negotiate
-
-log = logging.getLogger("consentgate.inspect.serve")
 
 KEPT = 8
 KEEP_SECONDS = 1800
@@ -106,6 +104,7 @@ def _language(request: Request, chosen: str | None = None) -> str:
 def create_inspect_app(engine: DecisionEngine, *, today: datetime | None = None) -> FastAPI:
     """The local page (``today``: the date the letters carry, for tests; default the real date)."""
     app = FastAPI(title="consentgate inspect", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(ErrorBoundary, stylesheet="/static/inspect.css")
     app.add_middleware(SecurityHeaders)
     translations = load_translations()
     reports = _Reports()
@@ -142,15 +141,7 @@ def create_inspect_app(engine: DecisionEngine, *, today: datetime | None = None)
                 "This page answers only on 127.0.0.1 (the Host header names another address).",
                 status_code=421,
             )
-        try:
-            response: Response = await call_next(request)
-        except Exception:  # one line for the member, the details in the log
-            log.exception("inspect serve: unexpected failure on %s", request.url.path)
-            return PlainTextResponse(
-                "The inspector failed unexpectedly; the details are in the log of"
-                " `consentgate inspect serve`.",
-                status_code=500,
-            )
+        response: Response = await call_next(request)
         return response
 
     @app.exception_handler(StarletteHTTPException)

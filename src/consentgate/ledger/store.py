@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
 from consentgate.exceptions import (
     AnchorMismatch,
@@ -127,6 +127,13 @@ class Ledger:
                 migrate(engine)
             else:
                 require_schema(engine)
+        except DatabaseError as exc:
+            engine.dispose()
+            if path is not None and "not a database" in str(exc.orig):
+                raise InputError(
+                    f"--db: {path} is not a SQLite database (expected a consentgate ledger)"
+                ) from None
+            raise
         except BaseException:
             engine.dispose()
             raise

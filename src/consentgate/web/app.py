@@ -21,6 +21,7 @@ from consentgate.exceptions import ConsentgateError, DebtOutstanding
 from consentgate.ledger.store import Ledger
 from consentgate.policy import Timeline
 from consentgate.web import api, console, pages
+from consentgate.web.errors import ErrorBoundary
 from consentgate.web.state import Portal, PortalConfig
 from consentgate.web.templating import render
 
@@ -90,6 +91,7 @@ def create_app(
         same_site="lax",
         https_only=config.secure_cookies,
     )
+    app.add_middleware(ErrorBoundary)  # inside SecurityHeaders: a 500 carries every header too
     app.add_middleware(SecurityHeaders)
     static = resources.files("consentgate.web") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")

@@ -1,0 +1,114 @@
+"""The command line's one error boundary: every failure becomes one line on stderr and an exit status.
+
+- exit 2, a domain error (bad input, a refused action: ``ConsentgateError``): ``error: <what was wrong>``
+- exit 74, the system refused a read or write (disk full, permission, read-only):
+  ``error: cannot write <path>: <reason>``
+- exit 70, anything unexpected (a bug): ``error: unexpected failure (<type>: <message>); the full trace
+  is in <file>``
+- exit 130, interrupted (Ctrl-C): ``interrupted``
+
+The full trace of an unexpected failure is written to ``--log-file`` (or ``CONSENTGATE_LOG_FILE``), else
+to a new file under the user's cache folder (``$XDG_CACHE_HOME/consentgate/crash/``, else
+``~/.cache/consentgate/crash/``, else the temporary folder); never to the terminal. Exit statuses 70
+and 74 are ``EX_SOFTWARE`` and ``EX_IOERR`` of BSD's sysexits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from consentgate.exceptions import ConsentgateError
+
+EXIT_INPUT = 2
+EXIT_SOFTWARE = 70
+EXIT_IOERR = 74
+EXIT_INTERRUPTED = 130
+
+LOG_FILE_ENV = "CONSENTGATE_LOG_FILE"
+_log_file: Path | None = None
+
+_READING = frozenset({errno.ENOENT, errno.EISDIR, errno.ENOTDIR})
+
+
+def set_log_file(path: Path | None) -> None:
+    """``--log-file``: where the trace of an unexpected failure goes (set by the root callback)."""
+    global _log_file
+    _log_file = path
+
+
+def crash_folder() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "consentgate" / "crash"
+
+
+def _write_trace(exc: BaseException, argv: list[str]) -> Path | None:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    text = f"consentgate {' '.join(argv)}\n{stamp} pid {os.getpid()}\n\n" + "".join(
+        traceback.format_exception(type(exc), exc, exc.__traceback__)
+    )
+    chosen = _log_file or (Path(os.environ[LOG_FILE_ENV]) if os.environ.get(LOG_FILE_ENV) else None)
+    candidates = [chosen] if chosen is not None else []
+    candidates += [crash_folder() / f"crash-{stamp}-{os.getpid()}.log"]
+    candidates += [Path(tempfile.gettempdir()) / f"consentgate-crash-{stamp}-{os.getpid()}.log"]
+    for path in candidates:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``cannot write /data/out/x.parquet: No space left on device``: the path and what was refused."""
+    reason = exc.strerror or str(exc)
+    path = exc.filename
+    if path is None:
+        return f"the operating system refused an operation: {reason}"
+    verb = "read" if exc.errno in _READING else "write"
+    target = f"{os.fsdecode(path)}" + (f" -> {os.fsdecode(exc.filename2)}" if exc.filename2 else "")
+    return f"cannot {verb} {target}: {reason}"
+
+
+def run(app: Callable[[], object], *, print_error: Callable[[str], None]) -> int:
+    """Run ``app`` and turn whatever escapes it into one line and an exit status (0 when it returned)."""
+    try:
+        app()
+    except SystemExit as exc:  # typer's and click's own exits (including --help and usage errors)
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except ConsentgateError as exc:
+        print_error(f"error: {exc}")
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (`consentgate … | head`): nothing left to say.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 0
+    except OSError as exc:
+        print_error(f"error: {describe_os_error(exc)}")
+        return EXIT_IOERR
+    except Exception as exc:
+        where = _write_trace(exc, sys.argv[1:])
+        trace = f"the full trace is in {where}" if where is not None else "no trace could be written"
+        print_error(f"error: unexpected failure ({type(exc).__name__}: {_short(exc)}); {trace}")
+        return EXIT_SOFTWARE
+    return 0
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 160 else text[:159] + "…"

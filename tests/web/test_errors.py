@@ -1,0 +1,55 @@
+"""An unexpected failure in the portal is a page or a problem document with a reference, never a bare 500."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from consentgate.web.app import CSP
+
+
+@pytest.fixture
+def failing(app: FastAPI) -> TestClient:
+    """The real portal with one route that fails the way a bug would (and one in the API)."""
+
+    @app.get("/broken")
+    def broken() -> None:
+        raise RuntimeError("a bug in a page")
+
+    @app.get("/api/v1/broken")
+    def broken_api() -> None:
+        raise RuntimeError("a bug in the API")
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_a_page_failure_is_a_page_with_the_security_headers_and_a_logged_reference(
+    failing: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="consentgate.web"):
+        answer = failing.get("/broken", headers={"accept-language": "de"})
+    assert answer.status_code == 500
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.headers["content-security-policy"] == CSP
+    assert answer.headers["x-frame-options"] == "DENY" and answer.headers["cache-control"] == "no-store"
+    reference = answer.headers["x-consentgate-reference"]
+    assert f'<code id="reference">{reference}</code>' in answer.text
+    assert '<html lang="de">' in answer.text and "Etwas ist schiefgegangen" in answer.text
+    assert "Traceback" not in answer.text and "a bug in a page" not in answer.text
+    logged = [r for r in caplog.records if reference in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is not None
+
+
+def test_an_api_failure_is_a_problem_document(failing: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="consentgate.web"):
+        answer = failing.get("/api/v1/broken")
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    body = answer.json()
+    assert body["status"] == 500 and body["reference"] == answer.headers["x-consentgate-reference"]
+    assert body["reference"] in body["detail"] and "a bug" not in body["detail"]
+    assert answer.headers["content-security-policy"] == CSP
+    assert any(body["reference"] in r.getMessage() for r in caplog.records)
