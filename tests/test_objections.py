@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -184,3 +185,27 @@ def test_a_decision_after_an_extension_keeps_the_extended_due_date(
     assert decided.extension_months == 2
     assert decided.due == at("2026-02-05")
     assert decided.decision is not None and decided.decision.effective < decided.due
+
+
+@pytest.mark.parametrize(
+    ("grounds", "words"),
+    [("I object\x00", "control character U+0000 at position 9"), ("x" * 5001, "at most 5,000 characters")],
+)
+def test_grounds_are_plain_text_on_every_path(
+    ledger: Ledger, taxonomy: Taxonomy, member: int, grounds: str, words: str
+) -> None:
+    head = ledger.head()
+    with pytest.raises(InputError, match=re.escape(words)):
+        file_objection(
+            ledger, taxonomy, member_id=member, purposes=["ml.non_generative"], at=None, grounds=grounds
+        )
+    assert ledger.head() == head  # nothing stored
+    kept = file_objection(
+        ledger,
+        taxonomy,
+        member_id=member,
+        purposes=["ml.non_generative"],
+        at=None,
+        grounds="line one\n\tline two",
+    )
+    assert kept[0].grounds == "line one\n\tline two"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -35,6 +36,11 @@ def _reference(seed: str) -> str:
     return "OBJ-" + hashlib.sha256(seed.encode()).hexdigest()[:10].upper()
 
 
+MAX_GROUNDS = 5000
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""What no free text may hold (the API's ``TEXT`` pattern says the same): NUL and the other controls."""
+
+
 def file_objection(
     ledger: Ledger,
     taxonomy: Taxonomy,
@@ -50,6 +56,14 @@ def file_objection(
     """Record an objection; returns one status, or two when direct marketing is split off."""
     if not purposes:
         raise InputError("--purposes: name at least one purpose")
+    if len(grounds) > MAX_GROUNDS:
+        raise InputError(f"grounds: at most {MAX_GROUNDS:,} characters, got {len(grounds):,}")
+    bad = CONTROL_CHARACTERS.search(grounds)
+    if bad is not None:
+        raise InputError(
+            f"grounds: control character U+{ord(bad.group()):04X} at position {bad.start() + 1};"
+            " expected plain text (line breaks and tabs are fine)"
+        )
     for purpose in purposes:
         taxonomy.purpose(purpose)
     when = ensure_utc(at, field="at") if at is not None else ledger.clock()

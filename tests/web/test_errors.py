@@ -53,3 +53,25 @@ def test_an_api_failure_is_a_problem_document(failing: TestClient, caplog: pytes
     assert body["reference"] in body["detail"] and "a bug" not in body["detail"]
     assert answer.headers["content-security-policy"] == CSP
     assert any(body["reference"] in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("receipt", ["²", "1" * 5000, "-1", "1,,²,3", "9" * 19, ",".join(["1"] * 10_000)])
+def test_odd_receipt_parameters_show_the_page(client: TestClient, receipt: str) -> None:
+    from tests.web.conftest import login
+
+    login(client, "anna")
+    answer = client.get("/settings", params={"receipt": receipt})
+    assert answer.status_code == 200 and 'id="receipt"' not in answer.text
+
+
+def test_a_nul_in_the_objection_form_s_grounds_is_refused_on_the_form(client: TestClient) -> None:
+    from tests.web.conftest import login
+
+    csrf = login(client, "anna")
+    answer = client.post(
+        "/objections",
+        data={"csrf_token": csrf, "purposes": "ml.non_generative", "grounds": "I object\x00 to this"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 400 and "control character" in answer.text
+    assert client.get("/objections").text.count("/objections/OBJ-") == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -12,7 +14,7 @@ from consentgate.decisions import member_state
 from consentgate.exceptions import NotFoundError
 from consentgate.ledger.events import LedgerEvent
 from consentgate.ledger.state import ObjectionStatus
-from consentgate.objections import file_objection
+from consentgate.objections import CONTROL_CHARACTERS, file_objection
 from consentgate.snapshots.lineage import member_lineage
 from consentgate.snapshots.member_models import member_models
 from consentgate.snapshots.proof import prove_member
@@ -127,11 +129,17 @@ def choose_language(
 # --- settings ---------------------------------------------------------------------------------------
 
 
+MAX_RECEIPTS = 100
+_SEQ = re.compile(r"[0-9]{1,19}")
+
+
 def _receipts(portal: Portal, member_id: int, text: str | None) -> list[LedgerEvent]:
     """The member's own events named in ``?receipt=1,2``: a receipt never shows someone else's event."""
     if not text:
         return []
-    wanted = {int(part) for part in text.split(",") if part.isdigit()}
+    # ASCII digits only, as many as a seq can have: "²".isdigit() is true and int() refuses it, and
+    # int() refuses 5,000 digits; neither may turn a page into a 500. Anything else names no event.
+    wanted = {int(part) for part in text.split(",")[:MAX_RECEIPTS] if _SEQ.fullmatch(part)}
     return [e for e in portal.ledger.member_events(member_id) if e.seq in wanted]
 
 
@@ -294,8 +302,9 @@ def file_objection_action(
     now = portal.now()
     allowed = {p for p, _, _ in objectionable_purposes(portal, principal.member_id, now)}
     chosen = [p for p in purposes or [] if p in allowed]
-    if not chosen or len(chosen) != len(purposes or []):
-        gettext = gettext_for(request)
+    gettext = gettext_for(request)
+
+    def refuse(message: str) -> Response:
         return render(
             request,
             "objections.html",
@@ -303,9 +312,19 @@ def file_objection_action(
                 "objections": _own_objections(portal, principal.member_id),
                 "purposes": objectionable_purposes(portal, principal.member_id, now),
                 "now": now,
-                "error": gettext("Choose at least one of the purposes listed."),
+                "error": message,
             },
             status=400,
+        )
+
+    if not chosen or len(chosen) != len(purposes or []):
+        return refuse(gettext("Choose at least one of the purposes listed."))
+    if CONTROL_CHARACTERS.search(grounds):
+        return refuse(
+            gettext(
+                "Your grounds hold a character that cannot be stored (a control character, e.g. from a"
+                " copied text); remove it and send again."
+            )
         )
     statuses = file_objection(
         portal.ledger,
