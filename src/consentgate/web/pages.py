@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -299,8 +298,9 @@ def file_objection_action(
     grounds: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
     assert principal.member_id is not None
+    member_id = principal.member_id
     now = portal.now()
-    allowed = {p for p, _, _ in objectionable_purposes(portal, principal.member_id, now)}
+    allowed = {p for p, _, _ in objectionable_purposes(portal, member_id, now)}
     chosen = [p for p in purposes or [] if p in allowed]
     gettext = gettext_for(request)
 
@@ -309,8 +309,8 @@ def file_objection_action(
             request,
             "objections.html",
             {
-                "objections": _own_objections(portal, principal.member_id),
-                "purposes": objectionable_purposes(portal, principal.member_id, now),
+                "objections": _own_objections(portal, member_id),
+                "purposes": objectionable_purposes(portal, member_id, now),
                 "now": now,
                 "error": message,
             },
