@@ -15,6 +15,24 @@ from consentgate.exceptions import TimestampError
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+"""Every instant consentgate accepts lies in [EARLIEST, LATEST) UTC: CLI options, imports (fast and
+careful), the API and policies. Outside it lie typing slips (year 10000, year 0) that Python's
+datetime cannot even hold in UTC, and that would make an append-only ledger unreadable for good."""
+MIN_MICROS = -2_208_988_800_000_000  # EARLIEST
+MAX_MICROS = 7_258_118_400_000_000  # LATEST
+BOUNDS_TEXT = "between 1900-01-01 and 2200-01-01 UTC"
+
+
+def check_bounds(value: datetime, *, field: str = "timestamp") -> datetime:
+    """``value`` (aware, UTC) if it lies within the documented bounds, else a ``TimestampError``."""
+    if not EARLIEST <= value < LATEST:
+        raise TimestampError(
+            f"{field}: {value.isoformat()} is out of range (expected an instant {BOUNDS_TEXT})"
+        )
+    return value
+
 
 def parse_instant(text: str, *, field: str = "timestamp", allow_date: bool = True) -> datetime:
     """Parse ISO 8601 with an offset or ``Z`` into an aware UTC datetime.
@@ -25,9 +43,12 @@ def parse_instant(text: str, *, field: str = "timestamp", allow_date: bool = Tru
     raw = text.strip()
     if allow_date and _DATE_ONLY.match(raw):
         try:
-            return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+            day = datetime.fromisoformat(raw).replace(tzinfo=UTC)
         except ValueError as exc:
             raise TimestampError(f"{field}: {text!r} is not a valid date ({exc})") from None
+        if not EARLIEST <= day < LATEST:
+            raise TimestampError(f"{field}: {text!r} is out of range (expected a date {BOUNDS_TEXT})")
+        return day
     try:
         parsed = datetime.fromisoformat(raw.replace("z", "Z"))
     except ValueError:
@@ -38,7 +59,15 @@ def parse_instant(text: str, *, field: str = "timestamp", allow_date: bool = Tru
         raise TimestampError(
             f"{field}: {text!r} has no UTC offset (expected e.g. 2025-11-03T00:00:00Z or +01:00)"
         )
-    return parsed.astimezone(UTC)
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:30:00-01:00 is in year 10000 in UTC
+        raise TimestampError(
+            f"{field}: {text!r} is out of range (expected an instant {BOUNDS_TEXT})"
+        ) from None
+    if not EARLIEST <= utc < LATEST:
+        raise TimestampError(f"{field}: {text!r} is out of range (expected an instant {BOUNDS_TEXT})")
+    return utc
 
 
 def ensure_utc(value: datetime, *, field: str = "timestamp") -> datetime:
@@ -55,8 +84,24 @@ def to_micros(value: datetime) -> int:
 
 
 def from_micros(micros: int) -> datetime:
-    """The aware UTC datetime for microseconds since the epoch."""
-    return EPOCH + timedelta(microseconds=micros)
+    """The aware UTC datetime for microseconds since the epoch.
+
+    Instants outside what ``datetime`` can hold (written by versions before the bounds, e.g. year
+    10000) are read as the nearest representable instant, so that reading never fails on stored
+    data; ``audit verify`` reports such events (``out_of_range``)."""
+    try:
+        return EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        return _FAR_FUTURE if micros > 0 else _FAR_PAST
+
+
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+_FAR_PAST = datetime.min.replace(tzinfo=UTC)
+
+
+def in_bounds(micros: int) -> bool:
+    """Whether stored microseconds lie within the documented bounds."""
+    return MIN_MICROS <= micros < MAX_MICROS
 
 
 def format_instant(value: datetime) -> str:

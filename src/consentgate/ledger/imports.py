@@ -11,21 +11,29 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from consentgate.exceptions import IdempotencyConflict, ImportRowError, TimestampError
+from consentgate.exceptions import IdempotencyConflict, ImportRowError, InputError, TimestampError
 from consentgate.ledger.commands import EARLIEST, add_fact_event, add_member_events
 from consentgate.ledger.events import FACT_KEYS, EventBatch, EventKind, LedgerEvent, Source
 from consentgate.ledger.state import resolve_member
-from consentgate.ledger.store import Ledger, ProgressFn
+from consentgate.ledger.store import Ledger, ProgressFn, check_client_key
 from consentgate.ledger.tables import as_text, check_columns, column_text, file_rows, read_table
 from consentgate.taxonomy import Taxonomy
-from consentgate.timeutil import from_micros, parse_date, parse_instant, to_micros
+from consentgate.timeutil import (
+    BOUNDS_TEXT,
+    MAX_MICROS,
+    MIN_MICROS,
+    from_micros,
+    parse_date,
+    parse_instant,
+    to_micros,
+)
 
 MEMBER_COLUMNS = ["member_id", "country", "birth_date", "believed_minor"]
 SETTING_COLUMNS = ["member_id", "setting", "value", "effective_at"]
@@ -67,16 +75,27 @@ def _row(index: int) -> int:
     return index + 2  # the header is row 1
 
 
-def _int(file: str, index: int, field: str, text: str) -> int:
+def _member_id(file: str, index: int, text: str) -> int:
+    """A member id: a positive 64-bit integer (the API's rule; member ids start at 1)."""
     digits = text.strip()
-    if not (digits.isascii() and digits.isdigit()):
-        raise ImportRowError(file, _row(index), field, f"expected a non-negative integer, got {text!r}")
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 19):
+        raise ImportRowError(file, _row(index), "member_id", f"expected a positive integer, got {text!r}")
     value = int(digits)
-    if not 0 <= value < 2**63:
+    if not 1 <= value < 2**63:
         raise ImportRowError(
-            file, _row(index), field, f"expected a non-negative 64-bit integer, got {text!r}"
+            file,
+            _row(index),
+            "member_id",
+            f"expected a positive 64-bit integer (ids start at 1), got {text!r}",
         )
     return value
+
+
+EARLIEST_BIRTH = date(1900, 1, 1)
+
+
+def _birth_ok(birth: date, today: date) -> bool:
+    return EARLIEST_BIRTH <= birth <= today
 
 
 def _bool(file: str, index: int, field: str, text: str, *, optional: bool) -> str:
@@ -95,11 +114,12 @@ def _instant(file: str, index: int, field: str, text: str) -> int:
             file,
             _row(index),
             field,
-            f"expected an ISO 8601 timestamp with offset (e.g. 2025-11-03T00:00:00Z), got {text!r}",
+            f"expected an ISO 8601 timestamp with offset (e.g. 2025-11-03T00:00:00Z)"
+            f" {BOUNDS_TEXT}, got {text!r}",
         ) from None
 
 
-def _members_by_row(file: str, table: pa.Table, taxonomy: Taxonomy) -> list[_Member]:
+def _members_by_row(file: str, table: pa.Table, taxonomy: Taxonomy, today: date) -> list[_Member]:
     ids = column_text(table, "member_id")
     countries = column_text(table, "country")
     births = column_text(table, "birth_date")
@@ -108,7 +128,7 @@ def _members_by_row(file: str, table: pa.Table, taxonomy: Taxonomy) -> list[_Mem
     out: list[_Member] = []
     seen: dict[int, int] = {}
     for i in range(table.num_rows):
-        member_id = _int(file, i, "member_id", ids[i])
+        member_id = _member_id(file, i, ids[i])
         if member_id in seen:
             raise ImportRowError(
                 file,
@@ -125,11 +145,19 @@ def _members_by_row(file: str, table: pa.Table, taxonomy: Taxonomy) -> list[_Mem
         birth = ""
         if births[i].strip():
             try:
-                birth = parse_date(births[i], field="birth_date").isoformat()
+                born = parse_date(births[i], field="birth_date")
             except TimestampError:
                 raise ImportRowError(
                     file, _row(i), "birth_date", f"expected YYYY-MM-DD or empty, got {births[i]!r}"
                 ) from None
+            if not _birth_ok(born, today):
+                raise ImportRowError(
+                    file,
+                    _row(i),
+                    "birth_date",
+                    f"expected a date from {EARLIEST_BIRTH} to today ({today}), got {births[i]!r}",
+                )
+            birth = born.isoformat()
         minor = _bool(file, i, "believed_minor", minors[i], optional=True)
         reg = (
             _instant(file, i, "registered_at", registered[i])
@@ -151,7 +179,7 @@ def _settings_by_row(file: str, table: pa.Table, taxonomy: Taxonomy, known: set[
     out = _Setting([], [], [], [], [], [])
     seen: dict[str, int] = {}
     for i in range(table.num_rows):
-        member_id = _int(file, i, "member_id", ids[i])
+        member_id = _member_id(file, i, ids[i])
         if member_id not in known:
             raise ImportRowError(
                 file, _row(i), "member_id", f"member {member_id} is not in the ledger (import members first)"
@@ -168,6 +196,11 @@ def _settings_by_row(file: str, table: pa.Table, taxonomy: Taxonomy, known: set[
                 file, _row(i), "source", f"expected one of {sorted(IMPORT_SOURCES)}, got {sources[i]!r}"
             )
         key = keys[i].strip() or _derived_key(member_id, setting, value, effective, source)
+        if keys[i].strip():
+            try:
+                check_client_key(key)
+            except InputError as exc:
+                raise ImportRowError(file, _row(i), "idempotency_key", str(exc).split(": ", 1)[1]) from None
         if key in seen:
             if not keys[i].strip():
                 raise ImportRowError(
@@ -222,7 +255,12 @@ def _micros(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_timestamp(column.type) and column.type.tz is None:
         raise pa.ArrowInvalid("naive timestamps")
     if pa.types.is_timestamp(column.type) or pa.types.is_string(column.type):
-        return pc.cast(pc.cast(column, UTC_US), pa.int64())
+        micros = pc.cast(pc.cast(column, UTC_US), pa.int64())
+        inside = pc.and_(pc.greater_equal(micros, MIN_MICROS), pc.less(micros, MAX_MICROS))
+        if not _all(pc.fill_null(inside, True)):
+            # Out of the documented bounds: the careful path refuses it with the row and field.
+            raise pa.ArrowInvalid("instant out of range")
+        return micros
     raise pa.ArrowInvalid(f"not a timestamp column: {column.type}")
 
 
@@ -249,7 +287,7 @@ def _settings_fast(table: pa.Table, taxonomy: Taxonomy, known: set[int]) -> _Set
             return None
         source_list = [s or "import" for s in sources.to_pylist()]
     if not (
-        _all(pc.greater_equal(ids, 0))
+        _all(pc.greater_equal(ids, 1))
         and _all(pc.is_in(ids, value_set=pa.array(sorted(known), pa.int64())))
         and _all(pc.is_in(settings, value_set=toggles))
         and _all(pc.is_in(values, value_set=pa.array(["true", "false"])))
@@ -272,7 +310,7 @@ def _settings_fast(table: pa.Table, taxonomy: Taxonomy, known: set[int]) -> _Set
     return out
 
 
-def _members_fast(table: pa.Table, taxonomy: Taxonomy) -> list[_Member] | None:
+def _members_fast(table: pa.Table, taxonomy: Taxonomy, today: date) -> list[_Member] | None:
     try:
         ids = _ints(table["member_id"])
         births = table["birth_date"]
@@ -288,8 +326,16 @@ def _members_fast(table: pa.Table, taxonomy: Taxonomy) -> list[_Member] | None:
         return None
     countries = pc.utf8_upper(pc.utf8_trim_whitespace(as_text(table["country"])))
     minors = pc.utf8_lower(pc.utf8_trim_whitespace(pc.fill_null(as_text(table["believed_minor"]), "")))
+    born = pc.fill_null(
+        pc.and_(
+            pc.greater_equal(births, pa.scalar(EARLIEST_BIRTH, pa.date32())),
+            pc.less_equal(births, pa.scalar(today, pa.date32())),
+        ),
+        True,
+    )
     if not (
-        _all(pc.greater_equal(ids, 0))
+        _all(pc.greater_equal(ids, 1))
+        and _all(born)
         and pc.count_distinct(ids).as_py() == table.num_rows
         and _all(pc.is_in(countries, value_set=pa.array(sorted(taxonomy.assigned_countries))))
         and _all(pc.is_in(minors, value_set=pa.array(["", "true", "false"])))
@@ -340,8 +386,9 @@ def import_members(
     file = str(path)
     table = read_table(path)
     check_columns(path, table, MEMBER_COLUMNS, ["registered_at"])
-    members = _members_fast(table, taxonomy) or _at_file_rows(
-        path, lambda: _members_by_row(file, table, taxonomy)
+    today = ledger.clock().date()
+    members = _members_fast(table, taxonomy, today) or _at_file_rows(
+        path, lambda: _members_by_row(file, table, taxonomy, today)
     )
 
     known = ledger.registered_members()

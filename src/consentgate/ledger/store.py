@@ -45,7 +45,7 @@ from consentgate.ledger.events import (
     event_digest,
 )
 from consentgate.ledger.schema import OBJECTION_KINDS_SQL, ledger_head
-from consentgate.timeutil import format_instant, from_micros, now_utc, to_micros
+from consentgate.timeutil import BOUNDS_TEXT, format_instant, from_micros, in_bounds, now_utc, to_micros
 
 COLUMNS = (
     "seq",
@@ -663,8 +663,34 @@ def _anchor_report(
     )
 
 
+MAX_CLIENT_KEY = 200
+"""A key a client gives (the API's Idempotency-Key header, an import's idempotency_key column)."""
+MAX_IDEMPOTENCY_KEY = 256
+"""A key as stored: the client's key with the prefix that scopes it (``api:setting:1001:…``)."""
+
+
+def check_idempotency_key(key: str, limit: int = MAX_IDEMPOTENCY_KEY) -> None:
+    """Printable text of 1 to ``limit`` characters, on SQLite and PostgreSQL alike (PostgreSQL
+    cannot store a NUL at all, so a ledger holding one could never move there)."""
+    if not key or len(key) > limit:
+        raise InputError(f"idempotency key: expected 1 to {limit} characters, got {len(key):,}")
+    if not key.isprintable():
+        bad = next(c for c in key if not c.isprintable())
+        raise InputError(
+            f"idempotency key: expected printable text, found U+{ord(bad):04X}"
+            f" at position {key.index(bad) + 1}"
+        )
+
+
+def check_client_key(key: str) -> None:
+    check_idempotency_key(key, MAX_CLIENT_KEY)
+
+
 def _check_append(keys: Sequence[str], timed: Iterable[tuple[str, int | None]], recorded_at: int) -> None:
-    """No key twice in one append; member-originated events are never back-dated."""
+    """Keys printable and short, none twice in one append; instants within the bounds; member-originated
+    events never back-dated."""
+    for key in keys:
+        check_idempotency_key(key)
     if len(set(keys)) != len(keys):
         seen: set[str] = set()
         for key in keys:
@@ -673,6 +699,8 @@ def _check_append(keys: Sequence[str], timed: Iterable[tuple[str, int | None]], 
             seen.add(key)
     originated = {str(s) for s in MEMBER_ORIGINATED}
     for source, effective in timed:
+        if effective is not None and not in_bounds(effective):
+            raise InputError(f"effective_at: out of range (expected an instant {BOUNDS_TEXT})")
         if source in originated and effective is not None and effective < recorded_at:
             raise InputError(
                 f"a {source} event is never back-dated: effective_at "

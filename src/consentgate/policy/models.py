@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from consentgate.taxonomy.models import CategoryKey, PurposeKey, RegionKey, SettingKey
-from consentgate.timeutil import ensure_utc
+from consentgate.timeutil import BOUNDS_TEXT, check_bounds, ensure_utc
 
 
 class LegalBasis(StrEnum):
@@ -40,7 +40,10 @@ class ObjectionMode(StrEnum):
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{value.isoformat()} has no UTC offset (expected e.g. 2025-11-03T00:00:00Z)")
-    return ensure_utc(value, field="effective_from")
+    try:
+        return check_bounds(ensure_utc(value, field="effective_from"), field="effective_from")
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is out of range ({BOUNDS_TEXT})") from None
 
 
 class _Strict(BaseModel):

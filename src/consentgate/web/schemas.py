@@ -6,13 +6,13 @@ without an offset is refused (422), because guessing a time zone would move cons
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from consentgate.snapshots.training_runs import MAX_REASON
-from consentgate.timeutil import parse_instant
+from consentgate.timeutil import BOUNDS_TEXT, check_bounds, parse_instant
 
 MAX_BATCH = 10_000
 MAX_MEMBER_ID = 2**63 - 1
@@ -28,7 +28,10 @@ def _instant(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("an offset is required (e.g. 2025-11-03T00:00:00Z)")
-        return value
+        try:
+            return check_bounds(value.astimezone(UTC), field="at")
+        except OverflowError:
+            raise ValueError(f"{value.isoformat()} is out of range ({BOUNDS_TEXT})") from None
     if not isinstance(value, str):
         raise ValueError("expected an ISO 8601 timestamp string, e.g. 2025-11-03T00:00:00Z")
     try:
