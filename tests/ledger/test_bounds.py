@@ -32,7 +32,7 @@ OUT_OF_RANGE = [
 
 @pytest.mark.parametrize("text", OUT_OF_RANGE)
 def test_one_parser_refuses_instants_out_of_bounds_with_a_clear_error(text: str) -> None:
-    with pytest.raises(TimestampError, match="out of range .*between 1900-01-01 and 2200-01-01 UTC"):
+    with pytest.raises(TimestampError, match=r"out of range .*between 1900-01-01 and 2200-01-01 UTC"):
         parse_instant(text, field="--at")
 
 
