@@ -96,6 +96,39 @@ class _DuplicateKey(yaml.YAMLError):
         super().__init__(self.text)
 
 
+class _BadKey(yaml.YAMLError):
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__(text)
+
+
+MAX_POLICY_BYTES = 1 << 20
+"""A policy file is at most 1 MiB (the built-in ones are about 10 KiB)."""
+MAX_NESTING = 32
+"""Mappings and lists nest at most this deep (a policy needs 5); deeper YAML is refused before it is
+built, instead of exhausting Python's recursion limit."""
+
+
+def _nesting_problem(text: str) -> str | None:
+    """Refuse deep nesting from the event stream, before any object is constructed."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                depth += 1
+                if depth > MAX_NESTING:
+                    mark = event.start_mark
+                    return (
+                        f"line {mark.line + 1}, column {mark.column + 1}: nested more than"
+                        f" {MAX_NESTING} levels deep"
+                    )
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        return _yaml_problem(exc)
+    return None
+
+
 class _StrictLoader(yaml.SafeLoader):
     """A safe loader that refuses duplicate keys: YAML's "last one wins" could silently drop a
     purpose's never-used list."""
@@ -105,6 +138,12 @@ class _StrictLoader(yaml.SafeLoader):
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                mark = key_node.start_mark
+                raise _BadKey(
+                    f"line {mark.line + 1}, column {mark.column + 1}: a {type(key).__name__} as a key"
+                    " (expected a name)"
+                )
             if key in seen:
                 raise _DuplicateKey(key, seen[key], key_node.start_mark)
             seen[key] = key_node.start_mark
@@ -112,7 +151,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, _DuplicateKey):
+    if isinstance(exc, _DuplicateKey | _BadKey):
         return exc.text
     mark = getattr(exc, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -126,10 +165,17 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 def parse_policy(text: str, *, source: str, taxonomy: Taxonomy | None = None) -> Policy:
     """Parse and validate one policy document; ``source`` names it in errors."""
+    if len(text) > MAX_POLICY_BYTES:
+        raise PolicyValidationError(source, [f"larger than {MAX_POLICY_BYTES >> 20} MiB; not a policy"])
+    nested = _nesting_problem(text)
+    if nested is not None:
+        raise PolicyValidationError(source, [nested])
     try:
         raw: Any = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise PolicyValidationError(source, [_yaml_problem(exc)]) from None
+    except RecursionError:  # aliases can nest what the event stream does not show
+        raise PolicyValidationError(source, [f"nested more than {MAX_NESTING} levels deep"]) from None
     if not isinstance(raw, dict):
         raise PolicyValidationError(source, ["(top level): expected a mapping of policy fields"])
     # Top-level keys starting with "x-" are extensions (e.g. YAML anchors), as in OpenAPI.
@@ -146,9 +192,16 @@ def parse_policy(text: str, *, source: str, taxonomy: Taxonomy | None = None) ->
 
 def load_policy_file(path: Path, *, taxonomy: Taxonomy | None = None) -> Policy:
     try:
-        text = path.read_text("utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise PolicyValidationError(str(path), [f"cannot read file ({exc.strerror})"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PolicyValidationError(
+            str(path), [f"line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"]
+        ) from None
     return parse_policy(text, source=str(path), taxonomy=taxonomy)
 
 

@@ -97,7 +97,9 @@ class Policy(_Strict):
     """A versioned policy. The version in force at T decides for T."""
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", description="Policy id")]
-    version: Annotated[int, Field(ge=1, strict=True, description="Version number, increasing")]
+    version: Annotated[
+        int, Field(ge=1, le=1_000_000, strict=True, description="Version number, increasing (1 to 1,000,000)")
+    ]
     title: str = Field(description="Human-readable title")
     effective_from: Annotated[datetime, AfterValidator(_aware)] = Field(
         description="Instant (with offset) from which this version is in force"
