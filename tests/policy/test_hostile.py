@@ -1,4 +1,4 @@
-"""`policy validate` on hostile files: each gets one clear error naming the file and the line, never a traceback."""
+"""`policy validate` on hostile files: one clear error naming the file and the line, never a traceback."""
 
 from __future__ import annotations
 

@@ -118,10 +118,8 @@ def _nesting_problem(text: str) -> str | None:
                 depth += 1
                 if depth > MAX_NESTING:
                     mark = event.start_mark
-                    return (
-                        f"line {mark.line + 1}, column {mark.column + 1}: nested more than"
-                        f" {MAX_NESTING} levels deep"
-                    )
+                    where = "" if mark is None else f"line {mark.line + 1}, column {mark.column + 1}: "
+                    return f"{where}nested more than {MAX_NESTING} levels deep"
             elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
                 depth -= 1
     except yaml.YAMLError as exc:
