@@ -15,6 +15,20 @@ import pyarrow.parquet as pq
 
 from consentgate.exceptions import ImportRowError, InputError
 
+MAX_FIELD_BYTES = 1 << 20
+"""The longest field an import takes (1 MiB; the longest real field, a policy note, is far shorter)."""
+_BLOCK = 4 * MAX_FIELD_BYTES
+"""Arrow's CSV block: a row must fit in one, so rows up to 4 MiB are read and then checked."""
+_PLAIN_TYPES = (
+    pa.types.is_string,
+    pa.types.is_large_string,
+    pa.types.is_integer,
+    pa.types.is_boolean,
+    pa.types.is_date,
+    pa.types.is_timestamp,
+    pa.types.is_null,
+)
+
 
 def read_table(path: Path) -> pa.Table:
     """Read a CSV (UTF-8, header row; every column text) or a Parquet file (typed columns)."""
@@ -28,9 +42,38 @@ def read_table(path: Path) -> pa.Table:
             table = _read_csv(path)
         else:
             raise InputError(f"{path}: expected a .csv or .parquet file")
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise InputError(f"{path}: cannot read the file ({_first_line(exc)})") from None
+    _check_shape(path, table)
     return table
+
+
+def _check_shape(path: Path, table: pa.Table) -> None:
+    """Columns by name once each, of plain types, and no field longer than ``MAX_FIELD_BYTES``."""
+    seen: set[str] = set()
+    for name in table.column_names:
+        if name in seen:
+            raise ImportRowError(str(path), 1, name, "the column appears twice in the header")
+        seen.add(name)
+    for field in table.schema:
+        if not any(test(field.type) for test in _PLAIN_TYPES):
+            raise ImportRowError(
+                str(path),
+                1,
+                field.name,
+                f"expected text, numbers, booleans or timestamps, found {field.type}",
+            )
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            column = table[field.name]
+            if len(column) and (pc.max(pc.binary_length(column)).as_py() or 0) > MAX_FIELD_BYTES:
+                index = pc.index(pc.greater(pc.binary_length(column), MAX_FIELD_BYTES), True).as_py()
+                where = index + 2 if path.suffix.lower() != ".parquet" else index + 1
+                raise ImportRowError(
+                    str(path),
+                    where,
+                    field.name,
+                    f"a field longer than {MAX_FIELD_BYTES >> 20} MiB (the limit of an import)",
+                )
 
 
 def as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -56,8 +99,15 @@ def _read_csv(path: Path) -> pa.Table:
         quoted_strings_can_be_null=False,
     )
     try:
-        return pacsv.read_csv(path, convert_options=convert)
+        return pacsv.read_csv(
+            path, read_options=pacsv.ReadOptions(block_size=_BLOCK), convert_options=convert
+        )
     except pa.ArrowInvalid as exc:
+        if "straddl" in str(exc):
+            raise InputError(
+                f"{path}: a row longer than {_BLOCK >> 20} MiB (a field may be at most"
+                f" {MAX_FIELD_BYTES >> 20} MiB); refused"
+            ) from None
         raise _locate_csv_problem(path, len(names), exc) from None
 
 
@@ -65,15 +115,19 @@ def _locate_csv_problem(path: Path, width: int, exc: Exception) -> InputError:
     """Arrow's CSV errors do not give row numbers; find the row with Python's csv module."""
     import csv
 
-    with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            if row and len(row) != width:
-                return ImportRowError(
-                    str(path),
-                    number,
-                    "(row)",
-                    f"expected {width} fields as in the header, found {len(row)}",
-                )
+    number = 0
+    try:
+        with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
+            for number, row in enumerate(csv.reader(handle), start=1):
+                if row and len(row) != width:
+                    return ImportRowError(
+                        str(path),
+                        number,
+                        "(row)",
+                        f"expected {width} fields as in the header, found {len(row)}",
+                    )
+    except csv.Error as problem:
+        return InputError(f"{path}: not valid CSV (near row {number + 1}: {problem})")
     return InputError(f"{path}: not valid CSV ({_first_line(exc)})")
 
 
@@ -98,10 +152,13 @@ def file_rows(path: Path) -> list[int] | None:
     import csv
 
     rows: list[int] = []
-    with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
-        for number, record in enumerate(csv.reader(handle), start=1):
-            if number > 1 and record:
-                rows.append(number)
+    try:
+        with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
+            for number, record in enumerate(csv.reader(handle), start=1):
+                if number > 1 and record:
+                    rows.append(number)
+    except csv.Error:
+        return None  # rows past a field Python's csv cannot read: errors name Arrow's row instead
     return rows
 
 
