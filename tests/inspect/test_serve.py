@@ -142,6 +142,7 @@ def test_the_command_listens_on_loopback_only(tmp_path: Path) -> None:
                     pytest.fail(f"inspect serve did not start: {(tmp_path / 'serve.log').read_text()}")
                 time.sleep(0.2)
         assert answer.status_code == 200 and 'name="archive"' in answer.text
+        assert "server" not in answer.headers
         listening = Path("/proc/net/tcp").read_text().splitlines()[1:]
         local = {line.split()[1] for line in listening if line.split()[3] == "0A"}  # state LISTEN
         assert f"0100007F:{port:04X}" in local and f"00000000:{port:04X}" not in local

@@ -75,3 +75,11 @@ def test_a_nul_in_the_objection_form_s_grounds_is_refused_on_the_form(client: Te
     )
     assert answer.status_code == 400 and "control character" in answer.text
     assert client.get("/objections").text.count("/objections/OBJ-") == 0
+
+
+def test_hsts_is_sent_when_cookies_are_secure(portal_ledger: object) -> None:
+    from consentgate.web import PortalConfig, create_app
+
+    secure = create_app(PortalConfig(db="(t)", secret_key="k", secure_cookies=True), ledger=portal_ledger)  # type: ignore[arg-type]
+    answer = TestClient(secure, base_url="https://testserver").get("/login")
+    assert answer.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"

@@ -136,7 +136,7 @@ def serve(
     context = ctx(typer_ctx)
     app_ = create_inspect_app(context.engine)
     console.print(f"consentgate inspector on http://127.0.0.1:{port}/  (Ctrl-C stops)")
-    uvicorn.run(app_, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(app_, host="127.0.0.1", port=port, log_level="warning", server_header=False)
 
 
 def _print(result: Inspection) -> None:

@@ -15,6 +15,7 @@ from rich.table import Table
 from consentgate.cli.context import console, ctx, err_console, print_json
 from consentgate.exceptions import InputError
 from consentgate.web.accounts import AccountStore, Role
+from consentgate.web.body import DEFAULT_MAX_BODY
 
 account_app = typer.Typer(
     help="Portal logins for members and DPOs (argon2-hashed passwords).", no_args_is_help=True
@@ -49,8 +50,13 @@ def serve(
         typer.Option(help="File with the key that signs session cookies (created if missing)."),
     ] = None,
     secure_cookies: Annotated[
-        bool, typer.Option(help="Mark session cookies Secure (when served over HTTPS).")
+        bool,
+        typer.Option(help="Mark session cookies Secure and send HSTS (when served over HTTPS)."),
     ] = False,
+    max_body: Annotated[
+        int,
+        typer.Option(min=1024, help="The largest request body taken, in bytes, on every route (413 above)."),
+    ] = DEFAULT_MAX_BODY,
     trusted_header: Annotated[
         str | None,
         typer.Option(
@@ -60,7 +66,10 @@ def serve(
     ] = None,
     trusted_proxy: Annotated[
         list[str] | None,
-        typer.Option(help="Network allowed to send --trusted-header (repeatable; default loopback)."),
+        typer.Option(
+            help="A proxy's network (repeatable): allowed to send --trusted-header (default: loopback)"
+            " and trusted for X-Forwarded-For (default: nobody)."
+        ),
     ] = None,
     workers: Annotated[
         int,
@@ -83,13 +92,21 @@ def serve(
         db=context.db,
         secret_key=_secret(secret_file),
         secure_cookies=secure_cookies,
+        max_body_bytes=max_body,
         trusted_header=trusted_header,
         trusted_proxies=tuple(trusted_proxy) if trusted_proxy else ("127.0.0.1/32", "::1/128"),
     )
     console.print(f"consentgate portal on http://{host}:{port}/  (ledger {context.db}; Ctrl-C stops)")
+    # X-Forwarded-For counts only from proxies named with --trusted-proxy (default: nobody), so a
+    # client cannot pick the address the login rate limit keys on; no Server header names uvicorn.
+    proxies = {
+        "proxy_headers": bool(trusted_proxy),
+        "forwarded_allow_ips": ",".join(trusted_proxy) if trusted_proxy else "",
+        "server_header": False,
+    }
     if workers == 1:
         app = create_app(config, ledger=ledger, timeline=context.timeline)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", **proxies)  # type: ignore[arg-type]
         return
     ledger.close()
     settings = dataclasses.asdict(config)
@@ -104,6 +121,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="warning",
+        **proxies,  # type: ignore[arg-type]
     )
 
 

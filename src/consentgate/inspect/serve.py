@@ -42,9 +42,12 @@ from consentgate.inspect.inspector import inspect_archive
 from consentgate.inspect.render import OUTPUT_FILES, Renderer, _environment, stylesheet
 from consentgate.timeutil import now_utc, parse_instant
 from consentgate.web.app import SecurityHeaders
+from consentgate.web.body import BodyLimit
 from consentgate.web.errors import ErrorBoundary
 from consentgate.web.i18n import LANGUAGES, load_translations, negotiate
 
+MAX_UPLOAD_BYTES = 8 << 30
+"""The largest upload the page takes (8 GiB: every ZIP of a large two-part export together)."""
 KEPT = 8
 KEEP_SECONDS = 1800
 MAX_UPLOAD_FILES = 8
@@ -104,6 +107,7 @@ def _language(request: Request, chosen: str | None = None) -> str:
 def create_inspect_app(engine: DecisionEngine, *, today: datetime | None = None) -> FastAPI:
     """The local page (``today``: the date the letters carry, for tests; default the real date)."""
     app = FastAPI(title="consentgate inspect", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(BodyLimit, max_bytes=MAX_UPLOAD_BYTES)
     app.add_middleware(ErrorBoundary, stylesheet="/static/inspect.css")
     app.add_middleware(SecurityHeaders)
     translations = load_translations()

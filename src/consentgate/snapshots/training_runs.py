@@ -16,6 +16,7 @@ from pathlib import Path
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.exceptions import DebtOutstanding, InputError
 from consentgate.ledger.store import Ledger
+from consentgate.names import check_name
 from consentgate.snapshots.debt import SnapshotDebt, snapshot_debt
 from consentgate.snapshots.registry import ModelEntry, OverriddenMember, Override, Registry
 from consentgate.timeutil import ensure_utc, format_instant
@@ -67,6 +68,7 @@ def register_trained_model(
     caller's interface (default: the CLI's ``--accept-debt REASON``).
     """
     registry = Registry(ledger)
+    check_name(name, what="model name")
     if not snapshot_ids:
         raise InputError("--snapshot: name at least one snapshot the model was trained on")
     if accept_debt is not None and not accept_debt.strip():

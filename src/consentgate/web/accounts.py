@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from consentgate.exceptions import ConflictError, InputError, NotFoundError
 from consentgate.ledger.schema import accounts, service_tokens
 from consentgate.ledger.store import Ledger
+from consentgate.names import check_name
 from consentgate.timeutil import from_micros, to_micros
 
 
@@ -130,9 +131,7 @@ class AccountStore:
         member_id: int | None = None,
         language: str | None = None,
     ) -> Account:
-        username = username.strip().lower()
-        if not username or len(username) > 128:
-            raise InputError("username: expected 1 to 128 characters")
+        username = check_name(username.strip().lower(), what="username")
         if len(password) < 8:
             raise InputError("password: expected at least 8 characters")
         if (role is Role.member) != (member_id is not None):
@@ -195,8 +194,7 @@ class AccountStore:
 
     def create_token(self, *, name: str, scopes: frozenset[Scope]) -> tuple[ServiceToken, str]:
         """A new token; returns it and the secret to give the caller (shown only this once)."""
-        if not name.strip():
-            raise InputError("token name: expected a non-empty name")
+        check_name(name.strip(), what="token name")
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         created = to_micros(self.ledger.clock())

@@ -21,6 +21,7 @@ from consentgate.exceptions import ConsentgateError, DebtOutstanding
 from consentgate.ledger.store import Ledger
 from consentgate.policy import Timeline
 from consentgate.web import api, console, pages
+from consentgate.web.body import BodyLimit
 from consentgate.web.errors import ErrorBoundary
 from consentgate.web.state import Portal, PortalConfig
 from consentgate.web.templating import render
@@ -43,8 +44,11 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 class SecurityHeaders:
     """Adds the security headers to every response; pages about a person are never cached."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
         self.app = app
+        self.headers = SECURITY_HEADERS + (
+            ((b"strict-transport-security", b"max-age=31536000; includeSubDomains"),) if hsts else ()
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,7 +59,7 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.extend(SECURITY_HEADERS)
+                headers.extend(self.headers)
                 if not static:
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
@@ -91,8 +95,9 @@ def create_app(
         same_site="lax",
         https_only=config.secure_cookies,
     )
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(ErrorBoundary)  # inside SecurityHeaders: a 500 carries every header too
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, hsts=config.secure_cookies)  # HSTS only where HTTPS is promised
     static = resources.files("consentgate.web") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 

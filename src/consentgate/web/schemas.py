@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from consentgate.names import NAME_PATTERN
 from consentgate.snapshots.training_runs import MAX_REASON
 from consentgate.timeutil import BOUNDS_TEXT, check_bounds, parse_instant
 
@@ -19,7 +20,7 @@ MAX_MEMBER_ID = 2**63 - 1
 TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 """Text without control characters (tabs and line breaks are allowed)."""
 SNAPSHOT_ID = r"^[A-Za-z0-9._:-]+$"
-MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$"
+MODEL_NAME = NAME_PATTERN
 """A model name as the API takes it: it appears in console addresses, so no spaces or slashes."""
 
 

@@ -16,6 +16,7 @@ from consentgate.ledger.store import Ledger
 from consentgate.policy import Timeline, load_timeline
 from consentgate.taxonomy import Taxonomy, load_taxonomy
 from consentgate.web.accounts import AccountStore
+from consentgate.web.body import DEFAULT_MAX_BODY
 from consentgate.web.i18n import Translations, load_translations
 from consentgate.web.ratelimit import LoginLimiter
 from consentgate.web.writer import GroupCommitWriter
@@ -29,6 +30,8 @@ class PortalConfig:
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     """Signs session cookies. A random key (the default) logs everyone out on restart."""
     secure_cookies: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    """The largest request body taken, on every route (``serve --max-body``); larger is a 413."""
     """Set the cookie's Secure flag (serve behind HTTPS)."""
     session_hours: int = 8
     trusted_header: str | None = None
