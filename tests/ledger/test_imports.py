@@ -308,8 +308,8 @@ def test_parquet_naive_timestamps_are_refused(ledger: Ledger, taxonomy: Taxonomy
 
 MEMBER_ERRORS = [
     # (case, header, bad row (always row 3, after a good row 2), field, message fragment)
-    ("non_integer_id", MEMBERS_HEADER, "M7,DE,,", "member_id", "expected a non-negative integer, got 'M7'"),
-    ("negative_id", MEMBERS_HEADER, "-4,DE,,", "member_id", "expected a non-negative integer, got '-4'"),
+    ("non_integer_id", MEMBERS_HEADER, "M7,DE,,", "member_id", "expected a positive integer, got 'M7'"),
+    ("negative_id", MEMBERS_HEADER, "-4,DE,,", "member_id", "expected a positive integer, got '-4'"),
     ("unknown_country", MEMBERS_HEADER, "7,XX,,", "country", "ISO 3166-1 alpha-2 code, got 'XX'"),
     ("bad_birth_date", MEMBERS_HEADER, "7,DE,1990-02-30,", "birth_date", "YYYY-MM-DD or empty"),
     ("bad_minor_flag", MEMBERS_HEADER, "7,DE,,yes", "believed_minor", "true, false or empty, got 'yes'"),
@@ -372,7 +372,7 @@ def test_a_members_file_with_wrong_columns_imports_nothing(
 SETTING_ERRORS = [
     # (case, header, bad row (always row 3, after a good row 2), field, message fragment)
     ("non_integer_id", SETTINGS_HEADER, "one,genai_improvement,false,2025-01-01T00:00:00Z", "member_id",
-     "expected a non-negative integer, got 'one'"),
+     "expected a positive integer, got 'one'"),
     ("unknown_member", SETTINGS_HEADER, "99,genai_improvement,false,2025-01-01T00:00:00Z", "member_id",
      "member 99 is not in the ledger"),
     ("unknown_setting", SETTINGS_HEADER, "1,genai_improvment,false,2025-01-01T00:00:00Z", "setting",

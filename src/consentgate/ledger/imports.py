@@ -109,14 +109,13 @@ def _bool(file: str, index: int, field: str, text: str, *, optional: bool) -> st
 def _instant(file: str, index: int, field: str, text: str) -> int:
     try:
         return to_micros(parse_instant(text, field=field, allow_date=False))
-    except TimestampError:
-        raise ImportRowError(
-            file,
-            _row(index),
-            field,
-            f"expected an ISO 8601 timestamp with offset (e.g. 2025-11-03T00:00:00Z)"
-            f" {BOUNDS_TEXT}, got {text!r}",
-        ) from None
+    except TimestampError as exc:
+        expected = (
+            f"expected an instant {BOUNDS_TEXT}"
+            if "out of range" in str(exc)
+            else "expected an ISO 8601 timestamp with offset (e.g. 2025-11-03T00:00:00Z)"
+        )
+        raise ImportRowError(file, _row(index), field, f"{expected}, got {text!r}") from None
 
 
 def _members_by_row(file: str, table: pa.Table, taxonomy: Taxonomy, today: date) -> list[_Member]:

@@ -66,12 +66,32 @@ from consentgate.web.state import Portal
 # Documents the bearer scheme in the OpenAPI document; ``resolve_principal`` does the checking.
 _bearer = HTTPBearer(auto_error=False, description="A service token: `Authorization: Bearer cgt_…`.")
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "reference": {"type": "string", "description": "The id of the log entry (500 only)."},
+    },
+}
+"""RFC 9457 problem documents: what the body limit (413) and the error boundary (500) answer."""
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorPublic, "description": "Bad input (the message names the field)."},
     401: {"model": ErrorPublic, "description": "No bearer token and no session."},
     403: {"model": ErrorPublic, "description": "Authenticated, but not allowed (scope, role or member)."},
     404: {"model": ErrorPublic, "description": "Unknown member, setting, objection or snapshot."},
+    413: {
+        "description": "The request body is larger than the server's limit (serve --max-body).",
+        "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
+    },
     422: {"model": ValidationErrorPublic, "description": "The request does not have the documented form."},
+    500: {
+        "description": "An unexpected failure; logged with the reference given (never a trace).",
+        "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
+    },
 }
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorPublic, "description": "The Idempotency-Key was used for another request."},
