@@ -118,10 +118,22 @@ def test_trusted_header_mode_accepts_the_proxy_only(portal_ledger: Ledger) -> No
     with TestClient(_sso_app(portal_ledger, ("0.0.0.0/0",)), client=("10.1.2.3", 5000)) as proxied:
         page = proxied.get("/notice", headers={"X-Forwarded-User": "anna"})
         assert page.status_code == 200 and "What has changed" in page.text
-        # Header-authenticated requests carry no ambient cookie credentials: no CSRF token needed.
-        changed = proxied.post(
+        # Behind a cookie-based SSO proxy the browser sends the proxy's cookie on a cross-site form
+        # post too: a form without this session's CSRF token is refused (issue 12).
+        forged = proxied.post(
             "/settings/genai_improvement",
             data={"value": "off"},
+            headers={"X-Forwarded-User": "anna"},
+            follow_redirects=False,
+        )
+        assert forged.status_code == 403
+        page = proxied.get("/settings", headers={"X-Forwarded-User": "anna"}).text
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert found is not None
+        token = found.group(1)
+        changed = proxied.post(
+            "/settings/genai_improvement",
+            data={"value": "off", "csrf_token": token},
             headers={"X-Forwarded-User": "anna"},
             follow_redirects=False,
         )
@@ -130,3 +142,36 @@ def test_trusted_header_mode_accepts_the_proxy_only(portal_ledger: Ledger) -> No
     with TestClient(_sso_app(portal_ledger, ("192.168.0.0/16",)), client=("10.1.2.3", 5000)) as spoofed:
         assert spoofed.get("/settings", headers={"X-Forwarded-User": "dpo"}).status_code == 403
     assert AccountStore(portal_ledger).get("anna") is not None
+
+
+def test_a_cookie_copied_before_logout_no_longer_works(app: FastAPI) -> None:
+    browser = TestClient(app)
+    token = login(browser, "anna")
+    copied = dict(browser.cookies)
+    assert browser.get("/settings").status_code == 200
+    assert browser.post("/logout", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    thief = TestClient(app, cookies=copied)
+    answer = thief.get("/settings", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+    assert thief.get("/api/v1/members/1001/settings").status_code == 401
+    # Logging in again works, with a new session.
+    assert login(browser, "anna") and browser.get("/settings").status_code == 200
+
+
+def test_a_new_password_or_disabling_ends_every_session(app: FastAPI, portal_ledger: Ledger) -> None:
+    store = AccountStore(portal_ledger)
+    first = TestClient(app)
+    login(first, "anna")
+    second = TestClient(app)
+    login(second, "anna")
+    store.set_password("anna", "a new long password")
+    for browser in (first, second):
+        assert browser.get("/settings", follow_redirects=False).status_code == 303
+    assert login(first, "anna", "a new long password")
+    store.disable("james")
+    james = TestClient(app)
+    token = csrf_of(james)
+    refused = james.post("/login", data={"username": "james", "password": PASSWORD, "csrf_token": token})
+    assert refused.status_code == 401
+    store.enable("james")
+    assert login(james, "james")

@@ -140,12 +140,7 @@ def account_create(
     """Create a login. The password is asked for (or read from --password-env), never an argument."""
     if dpo == (member is not None):
         raise InputError("give exactly one of --member M or --dpo")
-    if password_env is not None:
-        password = os.environ.get(password_env, "")
-        if not password:
-            raise InputError(f"--password-env: the environment variable {password_env} is empty or unset")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _password(password_env)
     context = ctx(typer_ctx)
     ledger = context.ledger()
     if member is not None:
@@ -162,6 +157,45 @@ def account_create(
     )
     console.print(
         f"created {account.role} login {account.username!r}" + (f" for member {member}" if member else "")
+    )
+
+
+def _password(password_env: str | None) -> str:
+    if password_env is not None:
+        password = os.environ.get(password_env, "")
+        if not password:
+            raise InputError(f"--password-env: the environment variable {password_env} is empty or unset")
+        return password
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@account_app.command("passwd")
+def account_passwd(
+    typer_ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    password_env: Annotated[
+        str | None,
+        typer.Option(help="Read the new password from this environment variable instead of a prompt."),
+    ] = None,
+) -> None:
+    """Set a new password; every session of the login ends (copied cookies included)."""
+    account = AccountStore(ctx(typer_ctx).ledger()).set_password(username, _password(password_env))
+    console.print(f"new password for {account.username!r}; its sessions have ended")
+
+
+@account_app.command("disable")
+def account_disable(
+    typer_ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    enable: Annotated[bool, typer.Option("--enable", help="Enable the login again instead.")] = False,
+) -> None:
+    """Disable a login: it can no longer log in and every session of it ends (--enable: undo)."""
+    store = AccountStore(ctx(typer_ctx).ledger())
+    account = store.enable(username) if enable else store.disable(username)
+    console.print(
+        f"{account.username!r} is enabled again"
+        if enable
+        else f"{account.username!r} is disabled; its sessions have ended"
     )
 
 

@@ -123,6 +123,9 @@ accounts = Table(
     Column("member_id", BigInteger, nullable=True),
     Column("language", String(8), nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    # Migration 0005: ending sessions and disabling accounts.
+    Column("session_generation", BigInteger, nullable=False, server_default="0"),
+    Column("disabled_at", BigInteger, nullable=True),
 )
 Index("uq_accounts_member", accounts.c.member_id, unique=True)
 service_tokens = Table(

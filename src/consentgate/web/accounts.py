@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -73,6 +74,9 @@ class Account:
     role: Role
     member_id: int | None
     language: str | None
+    generation: int = 0
+    """The session generation: a session cookie issued under another one is no longer valid."""
+    disabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ class AccountStore:
             ).first()
         if row is None:
             return None
-        return Account(row.username, Role(row.role), row.member_id, row.language)
+        return _account(row)
 
     def authenticate(self, username: str, password: str) -> Account | None:
         """The account if the password matches; None otherwise (same cost either way)."""
@@ -175,9 +179,44 @@ class AccountStore:
             hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return None
-        if row is None:
-            return None
-        return Account(row.username, Role(row.role), row.member_id, row.language)
+        if row is None or row.disabled_at is not None:
+            return None  # a disabled account cannot log in (its password still costs the same)
+        return _account(row)
+
+    def end_sessions(self, username: str) -> None:
+        """Every session of ``username`` ends, wherever its cookie was copied to (logout)."""
+        with self.ledger.engine.begin() as conn:
+            conn.execute(
+                update(accounts)
+                .where(accounts.c.username == username.strip().lower())
+                .values(session_generation=accounts.c.session_generation + 1)
+            )
+
+    def set_password(self, username: str, password: str) -> Account:
+        """A new password; every session of the account ends."""
+        if len(password) < 8:
+            raise InputError("password: expected at least 8 characters")
+        return self._change(username, password_hash=hasher.hash(password))
+
+    def disable(self, username: str) -> Account:
+        """The account can no longer log in, and every session of it ends."""
+        return self._change(username, disabled_at=to_micros(self.ledger.clock()))
+
+    def enable(self, username: str) -> Account:
+        return self._change(username, disabled_at=None)
+
+    def _change(self, username: str, **values: Any) -> Account:
+        name = username.strip().lower()
+        with self.ledger.engine.begin() as conn:
+            done = conn.execute(
+                update(accounts)
+                .where(accounts.c.username == name)
+                .values(session_generation=accounts.c.session_generation + 1, **values)
+            )
+            if done.rowcount == 0:
+                raise NotFoundError(f"no account named {name!r}")
+            row = conn.execute(select(accounts).where(accounts.c.username == name)).one()
+        return _account(row)
 
     def set_language(self, username: str, language: str) -> None:
         if language not in LANGUAGES:
@@ -188,7 +227,7 @@ class AccountStore:
     def accounts(self) -> list[Account]:
         with self.ledger.engine.connect() as conn:
             rows = conn.execute(select(accounts).order_by(accounts.c.username)).all()
-        return [Account(r.username, Role(r.role), r.member_id, r.language) for r in rows]
+        return [_account(r) for r in rows]
 
     # --- service tokens -------------------------------------------------------------------------
 
@@ -262,6 +301,17 @@ class AccountStore:
         if not hmac.compare_digest(str(row.secret_sha256), _sha256(parts[2])):
             return None
         return _token(row)
+
+
+def _account(row: Any) -> Account:
+    return Account(
+        row.username,
+        Role(row.role),
+        row.member_id,
+        row.language,
+        int(row.session_generation),
+        row.disabled_at is not None,
+    )
 
 
 def _sha256(secret: str) -> str:

@@ -92,13 +92,15 @@ def _resolve(request: Request) -> Principal:
         if not portal.config.proxy_trusted(client):
             raise HTTPException(403, f"{header} is accepted only from the single sign-on proxy")
         account = portal.accounts.get(request.headers[header])
-        if account is None:
-            raise HTTPException(403, f"{header}: no consentgate account for this user")
+        if account is None or account.disabled:
+            raise HTTPException(403, f"{header}: no enabled consentgate account for this user")
         return Principal.of(account, via_session=False)
     username = request.session.get("user")
     if isinstance(username, str):
         account = portal.accounts.get(username)
-        if account is not None:
+        # A session is valid only under the generation it was issued with: logout, a new password
+        # or disabling the account moves the generation on, and every copy of the cookie is void.
+        if account is not None and not account.disabled and request.session.get("gen") == account.generation:
             return Principal.of(account, via_session=True)
         request.session.clear()
     return ANONYMOUS
@@ -116,13 +118,14 @@ def csrf_token(request: Request) -> str:
 async def check_csrf(request: Request) -> None:
     """Every state-changing request that rides on the session cookie must carry the session's token.
 
-    Forms send it as a hidden field, scripts as the ``X-CSRF-Token`` header. Requests with a bearer
-    token or from the SSO proxy carry no ambient cookie credentials, so they need none.
+    Forms send it as a hidden field, scripts as the ``X-CSRF-Token`` header. Only requests with a
+    bearer token need none: they carry no ambient credentials. Behind a single sign-on proxy the
+    browser's proxy cookie is ambient too, so SSO requests need the token like session ones.
     """
     if request.method in SAFE_METHODS:
         return
     principal = resolve_principal(request)
-    if principal.kind == "token" or (principal.kind != "anonymous" and not principal.via_session):
+    if principal.kind == "token":
         return
     expected = request.session.get("csrf")
     presented = request.headers.get(CSRF_HEADER)

@@ -98,6 +98,7 @@ def login(
     # A fresh session at login: a session fixed before login (and its CSRF token) is not carried over.
     request.session.clear()
     request.session["user"] = account.username
+    request.session["gen"] = account.generation
     if account.language is None and isinstance(language, str):
         portal.accounts.set_language(account.username, language)
     request.state.principal = None
@@ -105,7 +106,10 @@ def login(
 
 
 @router.post("/logout", dependencies=[CSRFChecked])
-def logout(request: Request) -> Response:
+def logout(request: Request, portal: PortalDep, principal: PrincipalDep) -> Response:
+    """Ends every copy of this account's sessions (a cookie copied before logout no longer works)."""
+    if principal.via_session and principal.username is not None:
+        portal.accounts.end_sessions(principal.username)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
