@@ -127,8 +127,8 @@ def test_trusted_header_mode_accepts_the_proxy_only(portal_ledger: Ledger) -> No
             follow_redirects=False,
         )
         assert forged.status_code == 403
-        page = proxied.get("/settings", headers={"X-Forwarded-User": "anna"}).text
-        found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        settings_page = proxied.get("/settings", headers={"X-Forwarded-User": "anna"}).text
+        found = re.search(r'name="csrf_token" value="([^"]+)"', settings_page)
         assert found is not None
         token = found.group(1)
         changed = proxied.post(
@@ -175,3 +175,19 @@ def test_a_new_password_or_disabling_ends_every_session(app: FastAPI, portal_led
     assert refused.status_code == 401
     store.enable("james")
     assert login(james, "james")
+
+
+def test_the_login_limit_is_shared_by_every_process_on_the_ledger(portal_ledger: Ledger) -> None:
+    """Two apps on one database (as two workers or two servers are) count the same attempts."""
+    first = TestClient(create_app(PortalConfig(db="(a)", secret_key="k"), ledger=portal_ledger))
+    second = TestClient(create_app(PortalConfig(db="(b)", secret_key="k"), ledger=portal_ledger))
+    answers = []
+    for attempt in range(7):
+        browser = first if attempt % 2 == 0 else second
+        token = csrf_of(browser)
+        answers.append(
+            browser.post(
+                "/login", data={"username": "anna", "password": "wrong-password", "csrf_token": token}
+            ).status_code
+        )
+    assert answers == [401] * 5 + [429, 429], answers

@@ -76,7 +76,7 @@ def serve(
         typer.Option(
             min=1,
             help="Server processes. More than one uses more cores; their writes still share the "
-            "ledger's order. The login rate limit then counts per process.",
+            "ledger's order, and the login rate limit (kept in the database).",
         ),
     ] = 1,
 ) -> None:

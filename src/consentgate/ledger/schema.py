@@ -128,6 +128,16 @@ accounts = Table(
     Column("disabled_at", BigInteger, nullable=True),
 )
 Index("uq_accounts_member", accounts.c.member_id, unique=True)
+# Migration 0005: failed logins, shared by every worker and server on this database.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("client", String(64), nullable=False),
+    Column("username", String(128), nullable=False),
+    Column("at", BigInteger, nullable=False),
+)
+Index("ix_login_failures_key", login_failures.c.client, login_failures.c.username, login_failures.c.at)
 service_tokens = Table(
     "service_tokens",
     metadata,

@@ -7,9 +7,13 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 
+from sqlalchemy import Engine, delete, func, insert, select
+
+from consentgate.ledger.schema import login_failures
+
 
 class LoginLimiter:
-    """In-process and per server; behind several servers, limit at the proxy as well."""
+    """In-process: for tests and one-process tools. The portal uses ``SharedLoginLimiter``."""
 
     def __init__(
         self, attempts: int, window_seconds: int, *, clock: Callable[[], float] = time.monotonic
@@ -43,3 +47,56 @@ class LoginLimiter:
     def succeeded(self, client: str, username: str) -> None:
         with self._lock:
             self._failures.pop((client, username.strip().lower()), None)
+
+
+class SharedLoginLimiter:
+    """The same limit, kept in the ledger's database (table ``login_failures``): every worker of
+    ``serve --workers N`` and every server on the same database count the same attempts, so more
+    processes do not mean more guesses. Times are wall-clock microseconds (shared across hosts)."""
+
+    def __init__(
+        self, engine: Engine, attempts: int, window_seconds: int, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.engine = engine
+        self.attempts = attempts
+        self.window = window_seconds
+        self.clock = clock
+
+    def _now(self) -> int:
+        return int(self.clock() * 1_000_000)
+
+    @staticmethod
+    def _key(client: str, username: str) -> tuple[str, str]:
+        return client[:64], username.strip().lower()[:128]
+
+    def retry_after(self, client: str, username: str) -> int | None:
+        who, name = self._key(client, username)
+        horizon = self._now() - self.window * 1_000_000
+        with self.engine.connect() as conn:
+            count, first = conn.execute(
+                select(func.count(), func.min(login_failures.c.at)).where(
+                    login_failures.c.client == who,
+                    login_failures.c.username == name,
+                    login_failures.c.at >= horizon,
+                )
+            ).one()
+        if int(count) < self.attempts or first is None:
+            return None
+        return max(1, int((int(first) - horizon) / 1_000_000) + 1)
+
+    def failed(self, client: str, username: str) -> None:
+        who, name = self._key(client, username)
+        now = self._now()
+        with self.engine.begin() as conn:
+            conn.execute(insert(login_failures).values(client=who, username=name, at=now))
+            # Attempts older than the window count for nothing: keep the table small.
+            conn.execute(delete(login_failures).where(login_failures.c.at < now - self.window * 1_000_000))
+
+    def succeeded(self, client: str, username: str) -> None:
+        who, name = self._key(client, username)
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(login_failures).where(
+                    login_failures.c.client == who, login_failures.c.username == name
+                )
+            )

@@ -18,7 +18,7 @@ from consentgate.taxonomy import Taxonomy, load_taxonomy
 from consentgate.web.accounts import AccountStore
 from consentgate.web.body import DEFAULT_MAX_BODY
 from consentgate.web.i18n import Translations, load_translations
-from consentgate.web.ratelimit import LoginLimiter
+from consentgate.web.ratelimit import SharedLoginLimiter
 from consentgate.web.writer import GroupCommitWriter
 
 
@@ -61,7 +61,8 @@ class Portal:
         self.config = config
         self.ledger = ledger
         self._timeline = timeline
-        self.limiter = LoginLimiter(config.login_attempts, config.login_window_seconds)
+        # In the database: the limit holds across --workers N and several servers on one ledger.
+        self.limiter = SharedLoginLimiter(ledger.engine, config.login_attempts, config.login_window_seconds)
         self._known: dict[int, float] = {}
         self.writer = GroupCommitWriter(ledger)
         """Group commit for ``append``: its thread starts on first use; ``close()`` stops it."""
