@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -427,6 +428,10 @@ BAD_INPUT: dict[str, tuple[Mutation, list[str]]] = {
         lambda n: n.record_files[1].write_bytes(os.urandom(2048)),
         ["part-1.parquet: not a readable Parquet file"],
     ),
+    "a damaged data page (the footer intact)": (
+        lambda n: _damage_pages(n.record_files[1]),
+        ["part-1.parquet: a damaged Parquet file (", "nothing was published"],
+    ),
     "no records folder": (
         lambda n: shutil.rmtree(n.records_dir),
         ["no records in", "records (expected records/*.parquet)"],
@@ -436,6 +441,13 @@ BAD_INPUT: dict[str, tuple[Mutation, list[str]]] = {
         ["members.parquet: expected columns member_id, country, birth_date, believed_minor; extra email"],
     ),
 }
+
+
+def _damage_pages(path: Path) -> None:
+    """Overwrite the first data page's header: the footer (schema, row groups) still reads."""
+    data = bytearray(path.read_bytes())
+    data[4:200] = b"\xff" * 196
+    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
@@ -565,3 +577,17 @@ def test_openlineage_start_and_fail_for_a_failed_build(
     assert start["run"]["runId"] == fail["run"]["runId"]  # type: ignore[index]
     assert fail["outputs"] == []
     assert fail["run"]["facets"]["consentgate"]["asOf"] == T_NEXT_DAY  # type: ignore[index]
+
+
+def test_created_at_in_nanoseconds_builds_the_same_snapshot(
+    sqlite_ledger: Ledger, engine: DecisionEngine, make_network: MakeNetwork, tmp_path: Path
+) -> None:
+    """timestamp[ns, UTC] (pandas' default) is read like timestamp[us, UTC], not a binder error."""
+    net = make_network(sqlite_ledger)
+    micro = build(sqlite_ledger, engine, net.root, tmp_path / "us")
+    for path in net.record_files:
+        _rewrite(
+            path, lambda t: _set(t, "created_at", pc.cast(t["created_at"], pa.timestamp("ns", tz="UTC")))
+        )
+    nano = build(sqlite_ledger, engine, net.root, tmp_path / "ns")
+    assert nano.manifest["counts"] == micro.manifest["counts"]

@@ -71,7 +71,7 @@ def _write_trace(exc: BaseException, argv: list[str]) -> Path | None:
 
 def describe_os_error(exc: OSError) -> str:
     """``cannot write /data/out/x.parquet: No space left on device``: the path and what was refused."""
-    reason = exc.strerror or str(exc)
+    reason = "; ".join(line.strip() for line in (exc.strerror or str(exc)).splitlines() if line.strip())
     path = exc.filename
     if path is None:
         return f"the operating system refused an operation: {reason}"

@@ -193,8 +193,22 @@ def _members_file(path: Path) -> InputFile | None:
     )
 
 
+def damaged(path: Path | str, exc: BaseException) -> InputError:
+    """The error for a file whose footer read but whose pages do not (the first line of the cause)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return InputError(f"{path}: a damaged Parquet file ({first}); nothing was published")
+
+
 def _increasing_range(path: Path) -> tuple[int, int] | None:
     """(first, last) if the file's integer record ids strictly increase, else None."""
+    try:
+        return _increasing_range_of(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise damaged(path, exc) from None
+
+
+def _increasing_range_of(path: Path) -> tuple[int, int] | None:
     parquet = pq.ParquetFile(path)
     first: int | None = None
     last: int | None = None
@@ -242,6 +256,13 @@ def _check_nulls_without_statistics(con: duckdb.DuckDBPyConnection, dataset: Dat
 
 def check_values(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
     """Values no schema can check: no nulls where the statistics were silent, unique record ids."""
+    try:
+        _check_values(con, dataset)
+    except duckdb.Error as exc:
+        raise damaged(dataset.root / "records", exc) from None
+
+
+def _check_values(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
     _check_nulls_without_statistics(con, dataset)
     if _sorted_and_disjoint(dataset):
         return

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from consentgate.snapshots.dataset import damaged
 from consentgate.snapshots.eligibility import UNKNOWN_CATEGORY
 from consentgate.snapshots.engines.base import EngineOutput, Group, Job, ProgressFn
 
@@ -150,6 +152,19 @@ def _micros(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return raw // 1_000 if unit == "ns" else raw * _MICROS[unit]
 
 
+def _batches(parquet: pq.ParquetFile, source: Path) -> Iterator[pa.RecordBatch]:
+    """The file's batches; a damaged page (its footer read fine) is an input error naming the file."""
+    batches = parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=False)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as exc:
+            raise damaged(source, exc) from None
+        yield batch
+
+
 def _filter_file(source: Path, target: Path, lookup: _Lookup, at_us: int, row_group_size: int) -> list[Group]:
     """Write the eligible rows of ``source`` to ``target`` in input order; count every record."""
     parquet = pq.ParquetFile(source)
@@ -164,7 +179,7 @@ def _filter_file(source: Path, target: Path, lookup: _Lookup, at_us: int, row_gr
         dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
         write_statistics=[c for c in STATISTICS if c in parquet.schema_arrow.names],
     ) as writer:
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
+        for batch in _batches(parquet, source):
             member_ids = batch.column("member_id").to_numpy(zero_copy_only=False).astype(np.int64)
             classes = lookup.class_of(member_ids)
             categories = lookup.category_of(batch.column("category"))
