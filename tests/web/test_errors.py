@@ -83,3 +83,17 @@ def test_hsts_is_sent_when_cookies_are_secure(portal_ledger: object) -> None:
     secure = create_app(PortalConfig(db="(t)", secret_key="k", secure_cookies=True), ledger=portal_ledger)  # type: ignore[arg-type]
     answer = TestClient(secure, base_url="https://testserver").get("/login")
     assert answer.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+
+
+def test_a_full_database_is_507_not_500(app: FastAPI) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    @app.put("/api/v1/full")
+    def full() -> None:
+        raise OperationalError("INSERT …", {}, sqlite3.OperationalError("database or disk is full"))
+
+    answer = TestClient(app, raise_server_exceptions=False).put("/api/v1/full")
+    assert answer.status_code == 507 and answer.json()["title"] == "Insufficient Storage"
+    assert "nothing was stored" in answer.json()["detail"]

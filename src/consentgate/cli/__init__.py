@@ -93,6 +93,7 @@ def root(
 ) -> None:
     """consentgate: policies, a consent ledger and decisions that say why."""
     boundary.set_log_file(log_file)
+    boundary.set_database(db)
     typer_ctx.obj = Context(db=db, policy_dirs=list(policy_dir or []), builtin_policies=builtin_policies)
 
 

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from consentgate.exceptions import ConsentgateError
+from consentgate.storage import storage_refusal
 
 EXIT_INPUT = 2
 EXIT_SOFTWARE = 70
@@ -36,6 +37,15 @@ LOG_FILE_ENV = "CONSENTGATE_LOG_FILE"
 _log_file: Path | None = None
 
 _READING = frozenset({errno.ENOENT, errno.EISDIR, errno.ENOTDIR})
+
+
+_db: str | None = None
+
+
+def set_database(url: str | None) -> None:
+    """``--db``: named when the database refuses a write."""
+    global _db
+    _db = url
 
 
 def set_log_file(path: Path | None) -> None:
@@ -102,6 +112,11 @@ def run(app: Callable[[], object], *, print_error: Callable[[str], None]) -> int
         print_error(f"error: {describe_os_error(exc)}")
         return EXIT_IOERR
     except Exception as exc:
+        refused = storage_refusal(exc)
+        if refused is not None:
+            ledger = f" {_db}" if _db else ""
+            print_error(f"error: cannot write the ledger{ledger}: {refused}; nothing was changed")
+            return EXIT_IOERR
         where = _write_trace(exc, sys.argv[1:])
         trace = f"the full trace is in {where}" if where is not None else "no trace could be written"
         print_error(f"error: unexpected failure ({type(exc).__name__}: {_short(exc)}); {trace}")

@@ -49,6 +49,7 @@ from consentgate.snapshots.integrity import (
 )
 from consentgate.snapshots.manifest import FORMAT, Counts, canonical_json, file_entry, tally
 from consentgate.snapshots.registry import Registry, SnapshotEntry
+from consentgate.storage import located
 from consentgate.timeutil import ensure_utc, format_instant, now_utc, to_micros
 
 ENGINES = ("duckdb", "spark")
@@ -130,10 +131,12 @@ def build_snapshot(
     work.mkdir()
     try:
         result = _build(request, dataset, ledger, engine, as_of, watermark, work, progress)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
         with contextlib.suppress(Exception):  # the failure being reported matters more
             emitter.emit(RunState.FAIL, facet)
+        if isinstance(exc, OSError):
+            raise located(exc, out) from exc  # "cannot write OUT: No space left on device"
         raise
     facet = ol.run_facet(
         purpose=request.purpose,
@@ -162,14 +165,17 @@ def _build(
     def report(phase: str, total: int | None) -> Callable[[int], None]:
         return lambda done: progress(phase, done, total) if progress is not None else None
 
-    events = verified_events(
-        ledger,
-        watermark,
-        events_dir=request.events_dir,
-        reverify=request.reverify,
-        progress=report("mirror", None),
-        refusing="a build",
-    )
+    try:
+        events = verified_events(
+            ledger,
+            watermark,
+            events_dir=request.events_dir,
+            reverify=request.reverify,
+            progress=report("mirror", None),
+            refusing="a build",
+        )
+    except OSError as exc:
+        raise located(exc, request.events_dir or default_mirror_dir(where_of(ledger))) from exc
     lap("mirror")
     con = scratch_connection(work, request.memory_limit)
     try:

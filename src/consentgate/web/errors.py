@@ -4,8 +4,8 @@
 and outside everything else: whatever a route, a dependency or a middleware raises is logged once with
 a reference id (logger ``consentgate.web``, the full trace) and answered with
 
-- on ``/api/…``: ``application/problem+json`` (RFC 9457) with ``status`` 500, a ``detail`` sentence and
-  the ``reference``;
+- on ``/api/…``: ``application/problem+json`` (RFC 9457) with ``status`` 500 (507 when the database or
+  the disk refused the write: nothing was stored), a ``detail`` sentence and the ``reference``;
 - elsewhere: a short page in the reader's language (``Accept-Language``) naming the reference.
 
 The page does not claim that nothing was stored: a failure can come after a commit, so it says how to
@@ -15,6 +15,7 @@ more can be sent; the failure is logged and the connection closed.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import secrets
@@ -22,6 +23,7 @@ import secrets
 from markupsafe import escape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from consentgate.storage import storage_refusal
 from consentgate.web.i18n import negotiate
 
 log = logging.getLogger("consentgate.web")
@@ -49,13 +51,19 @@ def new_reference() -> str:
     return secrets.token_hex(6)
 
 
-def problem_body(reference: str) -> bytes:
+def problem_body(reference: str, status: int = 500) -> bytes:
+    detail = (
+        "The database or the disk is full; nothing was stored. Try again later."
+        if status == 507
+        else "An unexpected failure; it was logged with reference {reference}."
+    )
     return json.dumps(
         {
             "type": "about:blank",
-            "title": "Internal Server Error",
-            "status": 500,
-            "detail": f"An unexpected failure; it was logged with reference {reference}.",
+            "title": "Insufficient Storage" if status == 507 else "Internal Server Error",
+            "status": status,
+            "detail": detail.format(reference=reference)
+            + ("" if status == 500 else f" (reference {reference})"),
             "reference": reference,
         }
     ).encode()
@@ -94,8 +102,11 @@ class ErrorBoundary:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as exc:
             reference = new_reference()
+            full = storage_refusal(exc) is not None or (
+                isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+            )
             log.exception(
                 "unexpected failure [reference %s] on %s %s",
                 reference,
@@ -105,8 +116,9 @@ class ErrorBoundary:
             if started:
                 return
             path = str(scope.get("path", ""))
+            status = 507 if full else 500
             if path.startswith("/api/"):
-                body, media = problem_body(reference), b"application/problem+json"
+                body, media = problem_body(reference, status), b"application/problem+json"
             else:
                 headers = dict(scope.get("headers") or [])
                 language = negotiate(headers.get(b"accept-language", b"").decode("latin-1"))
@@ -114,7 +126,7 @@ class ErrorBoundary:
             await send(
                 {
                     "type": "http.response.start",
-                    "status": 500,
+                    "status": status,
                     "headers": [
                         (b"content-type", media),
                         (b"content-length", str(len(body)).encode()),

@@ -1,0 +1,49 @@
+"""Storage refusals (disk full, read-only, permission) named by the path being written.
+
+Arrow and DuckDB raise ``OSError`` without a file name (``Error writing bytes to file. Detail:
+[errno 28] No space left on device``) and SQLite an ``OperationalError`` (``database or disk is
+full``). ``located`` gives the first a path and a clean reason; ``storage_refusal`` recognises the
+second anywhere in an exception's chain. The CLI's boundary prints either as one line, exit 74; the
+API answers 507.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+
+_ERRNO = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
+_FULL = ("database or disk is full", "no space left on device", "disk full", "could not extend file")
+
+
+def located(exc: OSError, path: Path | str) -> OSError:
+    """``exc`` with ``path`` as its file name (when it has none) and the errno's words as reason."""
+    if exc.filename is not None:
+        return exc
+    code = exc.errno
+    if code is None:
+        found = _ERRNO.search(str(exc))
+        code = int(found.group(1)) if found else None
+    reason = os.strerror(code) if code else (exc.strerror or str(exc).strip().splitlines()[0])
+    return OSError(code or errno.EIO, reason, str(path))
+
+
+def storage_refusal(exc: BaseException) -> str | None:
+    """The reason, if ``exc`` (or what caused it) is the database or the disk refusing a write."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).lower()
+        for words in _FULL:
+            if words in text:
+                return (
+                    "the database or the disk is full" if "database" in words else "no space left on device"
+                )
+        if "readonly database" in text or "read-only file system" in text:
+            return "the database or its folder is read-only"
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+    return None

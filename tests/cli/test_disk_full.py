@@ -1,0 +1,90 @@
+"""A full disk, for real: a small tmpfs in a private mount namespace (``unshare --mount``, as root).
+
+Each case runs inside ``unshare --mount sh -c '…'``, so the mount exists only for that shell and
+the commands it runs. A failed write must be one line naming what could not be written (exit 74),
+leave nothing half-written and publish nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cg, cli_env
+
+CONSENTGATE = f"{shlex.quote(sys.executable)} -m consentgate"
+
+
+def in_small_disk(disk: Path, size_kb: int, script: str) -> subprocess.CompletedProcess[str]:
+    disk.mkdir(parents=True, exist_ok=True)
+    shell = f"mount -t tmpfs -o size={size_kb}k tmpfs {shlex.quote(str(disk))} && {script}"
+    done = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", shell],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=300,
+        check=False,
+    )
+    if "mount:" in done.stderr and "permission denied" in done.stderr.lower():
+        pytest.fail("these tests need root (unshare --mount and mount -t tmpfs); run the suite as root")
+    return done
+
+
+def test_an_import_into_a_ledger_on_a_full_disk_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.db"
+    assert cg(str(ledger), "init", cwd=tmp_path).returncode == 0
+    members = tmp_path / "members.csv"
+    members.write_text(
+        "member_id,country,birth_date,believed_minor\n" + "".join(f"{i},DE,,\n" for i in range(1, 50_001))
+    )
+    disk = tmp_path / "disk"
+    size = ledger.stat().st_size // 1024 + 48
+    db = shlex.quote(str(disk / "ledger.db"))
+    done = in_small_disk(
+        disk,
+        size,
+        f"cp {shlex.quote(str(ledger))} {db} && "
+        f"{CONSENTGATE} --db {db} members import {shlex.quote(str(members))}; echo import=$?; "
+        f"{CONSENTGATE} --db {db} audit verify >/dev/null; echo verify=$?; "
+        f"{CONSENTGATE} --db {db} member show 1; echo show=$?",
+    )
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "import=74" in done.stdout, done.stdout + done.stderr
+    assert (
+        f"error: cannot write the ledger {disk / 'ledger.db'}: the database or the disk is full; nothing was changed"
+        in done.stderr
+    )
+    assert "verify=0" in done.stdout  # the chain is whole
+    assert "show=2" in done.stdout and "member 1 is not in the ledger" in done.stderr  # nothing half-imported
+
+
+def test_a_snapshot_build_on_a_full_disk_names_the_folder_and_publishes_nothing(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.db")
+    assert cg(db, "init", cwd=tmp_path).returncode == 0
+    net = tmp_path / "net"
+    synth = cg(db, "synth", "--members", "3000", "--records", "60000", "--out", str(net), cwd=tmp_path)
+    assert synth.returncode == 0, synth.stderr
+    disk = tmp_path / "disk"
+    out = disk / "out"
+    build = f"{CONSENTGATE} --db {shlex.quote(db)} snapshot build --purpose genai.training --as-of 2025-11-04"
+    done = in_small_disk(
+        disk,
+        256,
+        f"{build} --data {shlex.quote(str(net))} --out {shlex.quote(str(out))}; echo build=$?; ls -A {shlex.quote(str(out))}; "
+        f"{build} --data {shlex.quote(str(net))} --out {shlex.quote(str(tmp_path / 'ok'))} --events-dir {shlex.quote(str(disk / 'events'))}; echo mirror=$?",
+    )
+    assert "Traceback" not in done.stderr + done.stdout
+    assert (
+        "build=74" in done.stdout and f"error: cannot write {out}: No space left on device" in done.stderr
+    ), done.stderr
+    listed = done.stdout.split("build=74", 1)[1].split("mirror=", 1)[0].split()
+    assert listed == ["openlineage.jsonl"], listed  # no snapshot, no partial folder
+    assert (
+        "mirror=74" in done.stdout
+        and f"error: cannot write {disk / 'events'}: No space left on device" in done.stderr
+    )
