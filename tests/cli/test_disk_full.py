@@ -8,6 +8,7 @@ leave nothing half-written and publish nothing.
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +18,14 @@ import pytest
 from tests.helpers import cg, cli_env
 
 CONSENTGATE = f"{shlex.quote(sys.executable)} -m consentgate"
+UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 
 
 def in_small_disk(disk: Path, size_kb: int, script: str) -> subprocess.CompletedProcess[str]:
     disk.mkdir(parents=True, exist_ok=True)
     shell = f"mount -t tmpfs -o size={size_kb}k tmpfs {shlex.quote(str(disk))} && {script}"
     done = subprocess.run(
-        ["unshare", "--mount", "sh", "-c", shell],
+        [UNSHARE, "--mount", "sh", "-c", shell],
         capture_output=True,
         text=True,
         env=cli_env(),
@@ -72,11 +74,12 @@ def test_a_snapshot_build_on_a_full_disk_names_the_folder_and_publishes_nothing(
     disk = tmp_path / "disk"
     out = disk / "out"
     build = f"{CONSENTGATE} --db {shlex.quote(db)} snapshot build --purpose genai.training --as-of 2025-11-04"
+    data, ok, events = (shlex.quote(str(p)) for p in (net, tmp_path / "ok", disk / "events"))
     done = in_small_disk(
         disk,
         256,
-        f"{build} --data {shlex.quote(str(net))} --out {shlex.quote(str(out))}; echo build=$?; ls -A {shlex.quote(str(out))}; "
-        f"{build} --data {shlex.quote(str(net))} --out {shlex.quote(str(tmp_path / 'ok'))} --events-dir {shlex.quote(str(disk / 'events'))}; echo mirror=$?",
+        f"{build} --data {data} --out {shlex.quote(str(out))}; echo build=$?; ls -A {shlex.quote(str(out))}; "
+        f"{build} --data {data} --out {ok} --events-dir {events}; echo mirror=$?",
     )
     assert "Traceback" not in done.stderr + done.stdout
     assert (
