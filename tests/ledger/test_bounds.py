@@ -192,3 +192,40 @@ def test_fast_and_careful_member_import_accept_and_refuse_the_same_rows(
         assert not fast, f"the fast path accepted rows the careful path refuses: {rows}"
     elif fast:
         assert fast == careful
+
+
+def test_an_old_ledger_holding_year_10000_still_reads_and_audit_verify_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ledgers written before the bounds may hold such instants: nothing may crash on them for good."""
+    from consentgate.ledger import store as store_module
+    from tests.conftest import FixedClock, register
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Ledger.open(url, clock=FixedClock(), initialise=True)
+    register(old, 7, "DE", registered_at="2015-01-01T00:00:00Z")
+    monkeypatch.setattr(store_module, "_check_append", lambda *_: None)  # as versions before the bounds did
+    year_10000 = 253_402_300_800_000_000 + 1_800_000_000
+    old.append(
+        [
+            EventDraft(
+                7,
+                EventKind.setting_changed,
+                "genai_improvement",
+                "false",
+                year_10000,
+                Source.import_,
+                "t",
+                "old:1",
+            )
+        ]
+    )
+    monkeypatch.undo()
+    seq = old.head()[0]
+    old.close()
+    db = str(tmp_path / "old.db")
+    verified = cg(db, "audit", "verify", cwd=tmp_path)
+    assert verified.returncode == 0, verified.stderr
+    assert f"warning: seq {seq}: effective_at is {year_10000} µs since the epoch, outside" in verified.stdout
+    shown = cg(db, "member", "show", "7", cwd=tmp_path)
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr

@@ -23,7 +23,7 @@ from consentgate.ledger.anchors import (
 from consentgate.ledger.guards import missing_guards, restore_guards
 from consentgate.snapshots.integrity import manifest_anchors
 from consentgate.snapshots.registry import Registry
-from consentgate.timeutil import now_utc
+from consentgate.timeutil import BOUNDS_TEXT, now_utc
 
 app = typer.Typer(help="Tamper evidence for the ledger.", no_args_is_help=True)
 
@@ -63,6 +63,11 @@ def verify(
     report = ledger.verify(anchors=[*manifests, *signed])
     if not report.ok:
         raise report.error()
+    for seq, column, micros in ledger.out_of_range():
+        console.print(
+            f"warning: seq {seq}: {column} is {micros} µs since the epoch, outside {BOUNDS_TEXT}"
+            " (written before the bounds; read as the nearest representable instant)"
+        )
     line = f"ok: {report.events_checked} events, chain intact up to seq {report.head_seq}"
     if manifests or signed:
         line += f"; agrees with {_count(manifests, 'snapshot manifest')} and {_count(signed, 'checkpoint')}"

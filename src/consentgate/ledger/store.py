@@ -45,7 +45,16 @@ from consentgate.ledger.events import (
     event_digest,
 )
 from consentgate.ledger.schema import OBJECTION_KINDS_SQL, ledger_head
-from consentgate.timeutil import BOUNDS_TEXT, format_instant, from_micros, in_bounds, now_utc, to_micros
+from consentgate.timeutil import (
+    BOUNDS_TEXT,
+    MAX_MICROS,
+    MIN_MICROS,
+    format_instant,
+    from_micros,
+    in_bounds,
+    now_utc,
+    to_micros,
+)
 
 COLUMNS = (
     "seq",
@@ -398,6 +407,20 @@ class Ledger:
 
     def watermark(self) -> int:
         return self.head()[0]
+
+    def out_of_range(self, limit: int = 20) -> list[tuple[int, str, int]]:
+        """(seq, column, micros) of stored instants outside the bounds (written before versions that
+        enforce them). Reading code copes with them; ``audit verify`` names them as warnings."""
+        found: list[tuple[int, str, int]] = []
+        with self.engine.connect() as conn:
+            for column in ("effective_at", "recorded_at"):
+                rows = conn.exec_driver_sql(
+                    f"SELECT seq, {column} FROM events"
+                    f" WHERE {column} < {MIN_MICROS} OR {column} >= {MAX_MICROS}"
+                    f" ORDER BY seq LIMIT {int(limit)}"
+                ).all()
+                found += [(int(seq), column, int(value)) for seq, value in rows]
+        return sorted(found)[:limit]
 
     def member_events(
         self, member_id: int, *, at: int | None = None, watermark: int | None = None
