@@ -47,3 +47,33 @@ def storage_refusal(exc: BaseException) -> str | None:
         orig = getattr(current, "orig", None)
         current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
     return None
+
+
+_UNAVAILABLE = (
+    "connection refused",
+    "could not connect",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+    "connection is closed",
+    "consuming input failed",
+    "database is locked",
+)
+
+
+def database_unavailable(exc: BaseException) -> str | None:
+    """The reason, if ``exc`` (or what caused it) says the database cannot be reached or is busy
+    (PostgreSQL down or restarting, SQLite locked by another process past the busy timeout)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).lower()
+        for words in _UNAVAILABLE:
+            if words in text:
+                return "locked by another process" if words == "database is locked" else "not reachable"
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+    return None

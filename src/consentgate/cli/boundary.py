@@ -3,6 +3,7 @@
 - exit 2, a domain error (bad input, a refused action: ``ConsentgateError``): ``error: <what was wrong>``
 - exit 74, the system refused a read or write (disk full, permission, read-only):
   ``error: cannot write <path>: <reason>``
+- exit 69, the ledger's database is down or locked: ``error: the ledger <db> is not reachable``
 - exit 70, anything unexpected (a bug): ``error: unexpected failure (<type>: <message>); the full trace
   is in <file>``
 - exit 130, interrupted (Ctrl-C): ``interrupted``
@@ -26,11 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from consentgate.exceptions import ConsentgateError
-from consentgate.storage import storage_refusal
+from consentgate.storage import database_unavailable, storage_refusal
 
 EXIT_INPUT = 2
 EXIT_SOFTWARE = 70
 EXIT_IOERR = 74
+EXIT_UNAVAILABLE = 69
 EXIT_INTERRUPTED = 130
 
 LOG_FILE_ENV = "CONSENTGATE_LOG_FILE"
@@ -112,6 +114,11 @@ def run(app: Callable[[], object], *, print_error: Callable[[str], None]) -> int
         print_error(f"error: {describe_os_error(exc)}")
         return EXIT_IOERR
     except Exception as exc:
+        down = database_unavailable(exc)
+        if down is not None:
+            ledger = f" {_db}" if _db else ""
+            print_error(f"error: the ledger{ledger} is {down}; nothing was changed, try again")
+            return EXIT_UNAVAILABLE
         refused = storage_refusal(exc)
         if refused is not None:
             ledger = f" {_db}" if _db else ""

@@ -92,6 +92,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "An unexpected failure; logged with the reference given (never a trace).",
         "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
     },
+    503: {
+        "description": "The ledger's database is down or locked; retry after Retry-After seconds.",
+        "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
+    },
     507: {
         "description": "The database or the disk is full: nothing was stored; try again later.",
         "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},

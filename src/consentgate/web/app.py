@@ -17,12 +17,12 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consentgate import __version__
-from consentgate.exceptions import ConsentgateError, DebtOutstanding
+from consentgate.exceptions import ConsentgateError, DebtOutstanding, LedgerError
 from consentgate.ledger.store import Ledger
 from consentgate.policy import Timeline
 from consentgate.web import api, console, pages
 from consentgate.web.body import BodyLimit
-from consentgate.web.errors import ErrorBoundary
+from consentgate.web.errors import RETRY_AFTER, ErrorBoundary
 from consentgate.web.state import Portal, PortalConfig
 from consentgate.web.templating import render
 
@@ -103,6 +103,22 @@ def create_app(
 
     @app.exception_handler(ConsentgateError)
     async def domain_error(request: Request, exc: ConsentgateError) -> Response:
+        if isinstance(exc, LedgerError):
+            # The database is down, locked or closing: a client should retry, not give up.
+            retry = {"retry-after": str(RETRY_AFTER)}
+            if _wants_json(request):
+                problem = {
+                    "type": "about:blank",
+                    "title": "Service Unavailable",
+                    "status": 503,
+                    "detail": str(exc),
+                }
+                return JSONResponse(
+                    problem, status_code=503, headers=retry, media_type="application/problem+json"
+                )
+            page = render(request, "error.html", {"status": 503, "message": str(exc)}, status=503)
+            page.headers.update(retry)
+            return page
         if _wants_json(request):
             body: dict[str, object] = {"detail": str(exc)}
             if isinstance(exc, DebtOutstanding):

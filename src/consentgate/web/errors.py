@@ -5,7 +5,8 @@ and outside everything else: whatever a route, a dependency or a middleware rais
 a reference id (logger ``consentgate.web``, the full trace) and answered with
 
 - on ``/api/…``: ``application/problem+json`` (RFC 9457) with ``status`` 500 (507 when the database or
-  the disk refused the write: nothing was stored), a ``detail`` sentence and the ``reference``;
+  the disk refused the write: nothing was stored; 503 with ``Retry-After`` when the database is down
+  or locked), a ``detail`` sentence and the ``reference``;
 - elsewhere: a short page in the reader's language (``Accept-Language``) naming the reference.
 
 The page does not claim that nothing was stored: a failure can come after a commit, so it says how to
@@ -23,7 +24,7 @@ import secrets
 from markupsafe import escape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from consentgate.storage import storage_refusal
+from consentgate.storage import database_unavailable, storage_refusal
 from consentgate.web.i18n import negotiate
 
 log = logging.getLogger("consentgate.web")
@@ -51,19 +52,27 @@ def new_reference() -> str:
     return secrets.token_hex(6)
 
 
+RETRY_AFTER = 5
+"""Seconds a client should wait when the ledger's database is down or locked (``Retry-After``)."""
+_TITLES = {500: "Internal Server Error", 503: "Service Unavailable", 507: "Insufficient Storage"}
+_DETAILS = {
+    500: "An unexpected failure; it was logged with reference {reference}.",
+    503: (
+        "The ledger's database is not reachable or is locked right now; retry after the Retry-After"
+        " seconds, with the same Idempotency-Key (a change is stored at most once)"
+        " (reference {reference})."
+    ),
+    507: "The database or the disk is full; nothing was stored. Try again later (reference {reference}).",
+}
+
+
 def problem_body(reference: str, status: int = 500) -> bytes:
-    detail = (
-        "The database or the disk is full; nothing was stored. Try again later."
-        if status == 507
-        else "An unexpected failure; it was logged with reference {reference}."
-    )
     return json.dumps(
         {
             "type": "about:blank",
-            "title": "Insufficient Storage" if status == 507 else "Internal Server Error",
+            "title": _TITLES[status],
             "status": status,
-            "detail": detail.format(reference=reference)
-            + ("" if status == 500 else f" (reference {reference})"),
+            "detail": _DETAILS[status].format(reference=reference),
             "reference": reference,
         }
     ).encode()
@@ -107,6 +116,7 @@ class ErrorBoundary:
             full = storage_refusal(exc) is not None or (
                 isinstance(exc, OSError) and exc.errno == errno.ENOSPC
             )
+            down = not full and database_unavailable(exc) is not None
             log.exception(
                 "unexpected failure [reference %s] on %s %s",
                 reference,
@@ -116,7 +126,7 @@ class ErrorBoundary:
             if started:
                 return
             path = str(scope.get("path", ""))
-            status = 507 if full else 500
+            status = 507 if full else 503 if down else 500
             if path.startswith("/api/"):
                 body, media = problem_body(reference, status), b"application/problem+json"
             else:
@@ -128,6 +138,7 @@ class ErrorBoundary:
                     "type": "http.response.start",
                     "status": status,
                     "headers": [
+                        *([(b"retry-after", str(RETRY_AFTER).encode())] if down else []),
                         (b"content-type", media),
                         (b"content-length", str(len(body)).encode()),
                         (b"x-consentgate-reference", reference.encode()),

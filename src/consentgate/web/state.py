@@ -61,11 +61,16 @@ class Portal:
         self.config = config
         self.ledger = ledger
         self._timeline = timeline
-        # In the database: the limit holds across --workers N and several servers on one ledger.
-        self.limiter = SharedLoginLimiter(ledger.engine, config.login_attempts, config.login_window_seconds)
         self._known: dict[int, float] = {}
         self.writer = GroupCommitWriter(ledger)
         """Group commit for ``append``: its thread starts on first use; ``close()`` stops it."""
+
+    @cached_property
+    def limiter(self) -> SharedLoginLimiter:
+        """In the database: the limit holds across --workers N and several servers on one ledger."""
+        return SharedLoginLimiter(
+            self.ledger.engine, self.config.login_attempts, self.config.login_window_seconds
+        )
 
     @cached_property
     def taxonomy(self) -> Taxonomy:
