@@ -11,9 +11,13 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
@@ -140,3 +144,52 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running(args: list[str], *, cwd: Path, ready: str, timeout: float = 120) -> Iterator[Path]:
+    """``python -m consentgate ARGS`` as a server process until the block ends; waits until
+    ``ready`` (a URL) answers. Yields the path of the server's log (stdout and stderr)."""
+    import httpx
+    import pytest
+
+    log_path = cwd / f"server-{os.getpid()}-{threading.get_ident()}.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "consentgate", *args], cwd=cwd, env=cli_env(), stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + timeout  # a cold start on a loaded 2-core machine
+            while True:
+                try:
+                    httpx.get(ready, timeout=2)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        pytest.fail(f"the server did not start: {log_path.read_text()}")
+                    time.sleep(0.2)
+            yield log_path
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+
+
+def refuse_network(monkeypatch: Any) -> None:
+    """Make every outgoing connection fail (for code that must work offline)."""
+    import socket
+
+    def refuse(*_: object, **__: object) -> None:
+        raise OSError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 _ERRNO = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
@@ -32,11 +33,7 @@ def located(exc: OSError, path: Path | str) -> OSError:
 
 def storage_refusal(exc: BaseException) -> str | None:
     """The reason, if ``exc`` (or what caused it) is the database or the disk refusing a write."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        text = str(current).lower()
+    for text in _texts(exc):
         for words in _FULL:
             if words in text:
                 return (
@@ -44,9 +41,18 @@ def storage_refusal(exc: BaseException) -> str | None:
                 )
         if "readonly database" in text or "read-only file system" in text:
             return "the database or its folder is read-only"
+    return None
+
+
+def _texts(exc: BaseException) -> Iterator[str]:
+    """The lower-cased messages of ``exc`` and what caused it (a driver's error under SQLAlchemy's)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield str(current).lower()
         orig = getattr(current, "orig", None)
         current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
-    return None
 
 
 _UNAVAILABLE = (
@@ -66,14 +72,8 @@ _UNAVAILABLE = (
 def database_unavailable(exc: BaseException) -> str | None:
     """The reason, if ``exc`` (or what caused it) says the database cannot be reached or is busy
     (PostgreSQL down or restarting, SQLite locked by another process past the busy timeout)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        text = str(current).lower()
+    for text in _texts(exc):
         for words in _UNAVAILABLE:
             if words in text:
                 return "locked by another process" if words == "database is locked" else "not reachable"
-        orig = getattr(current, "orig", None)
-        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
     return None

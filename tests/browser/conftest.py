@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
 from fastapi.staticfiles import StaticFiles
 from playwright.sync_api import Browser, Page, sync_playwright
+from starlette.types import ASGIApp
 
 from consentgate.ledger.store import Ledger
 from consentgate.web import PortalConfig, create_app
@@ -68,6 +70,14 @@ def live_portal(tmp_path: Path) -> Iterator[LivePortal]:
     app = create_app(PortalConfig(db="(browser test)", secret_key="browser-test-secret"), ledger=ledger)
     # axe-core is served from the same origin, so the page's CSP (script-src 'self') allows it unchanged.
     app.mount("/test-assets", StaticFiles(directory=str(AXE.parent)), name="test-assets")
+    with serve_in_thread(app) as url:
+        yield LivePortal(url, ledger)
+    ledger.close()
+
+
+@contextmanager
+def serve_in_thread(app: ASGIApp) -> Iterator[str]:
+    """``app`` served by uvicorn on loopback in a thread until the block ends; yields its URL."""
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -75,12 +85,13 @@ def live_portal(tmp_path: Path) -> Iterator[LivePortal]:
     deadline = time.monotonic() + 20
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the portal did not start")
+            pytest.fail("the server did not start")
         time.sleep(0.05)
-    yield LivePortal(f"http://127.0.0.1:{port}", ledger)
-    server.should_exit = True
-    thread.join(timeout=10)
-    ledger.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.staticfiles import StaticFiles
 from playwright.sync_api import Page, expect
 
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.inspect.serve import create_inspect_app
 from consentgate.web.i18n import load_translations
-from tests.browser.conftest import AXE, _free_port, axe_violations, screenshot
+from tests.browser.conftest import AXE, axe_violations, screenshot, serve_in_thread
 from tests.inspect import archives
 
 
@@ -25,18 +22,8 @@ def inspector(engine: DecisionEngine) -> Iterator[str]:
         pytest.fail(f"axe-core is missing at {AXE}: run scripts/test (it installs axe-core from npm)")
     app = create_inspect_app(engine)
     app.mount("/test-assets", StaticFiles(directory=str(AXE.parent)), name="test-assets")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("inspect serve did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 @pytest.fixture

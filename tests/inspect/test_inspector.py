@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from consentgate.cli import app
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.inspect.inspector import inspect_archive
 from tests.conftest import at
-from tests.helpers import cg, one_error_line
+from tests.helpers import cg, one_error_line, refuse_network
 from tests.inspect import archives
 
 T = at("2025-11-04T00:00:00Z")
@@ -101,12 +100,7 @@ def test_the_traps_and_the_member_s_situation(engine: DecisionEngine, tmp_path: 
 def test_nothing_leaves_the_machine(
     engine: DecisionEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(*_: object, **__: object) -> None:
-        raise OSError("network access during inspect")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    refuse_network(monkeypatch)
     result = inspect_archive(
         [archives.complete_export(tmp_path)], engine=engine, at=T, country="FR"
     ).to_dict()

@@ -15,7 +15,7 @@ from consentgate.inspect.inspector import inspect_archive, read_settings
 from consentgate.inspect.render import OUTPUT_FILES, Renderer, write_outputs
 from consentgate.web.i18n import load_translations
 from tests.conftest import at
-from tests.helpers import cg, one_error_line
+from tests.helpers import cg, one_error_line, refuse_network
 from tests.inspect import archives
 from tests.inspect.msgids import inspector_msgids
 
@@ -374,13 +374,6 @@ def test_lang_must_be_en_or_de(tmp_path: Path) -> None:
 def test_no_network_while_writing_the_files(
     engine: DecisionEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import socket
-
-    def refuse(*_: object, **__: object) -> None:
-        raise OSError("network access during inspect")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    refuse_network(monkeypatch)
     written = write_outputs(tmp_path / "o", renderer(engine, tmp_path, "de").outputs())
     assert len(written) == 4

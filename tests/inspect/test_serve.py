@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from fastapi.testclient import TestClient
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.inspect.serve import create_inspect_app
 from consentgate.web.app import CSP
-from tests.helpers import cli_env
+from tests.helpers import cli_env, free_port, running
 from tests.inspect import archives
 
 BASE = "http://127.0.0.1:8765"
@@ -115,48 +113,20 @@ def test_the_page_follows_the_browser_language(client: TestClient) -> None:
     assert client.get("/?lang=en", headers={"accept-language": "de"}).headers["content-language"] == "en"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_the_command_listens_on_loopback_only(tmp_path: Path) -> None:
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "consentgate", "inspect", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    try:
-        deadline = time.monotonic() + 120  # a cold start on a loaded 2-core machine
-        while True:
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail(f"inspect serve did not start: {(tmp_path / 'serve.log').read_text()}")
-                time.sleep(0.2)
+    port = free_port()
+    with running(["inspect", "serve", "--port", str(port)], cwd=tmp_path, ready=f"http://127.0.0.1:{port}/"):
+        answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
         assert answer.status_code == 200 and 'name="archive"' in answer.text
         assert "server" not in answer.headers
         listening = Path("/proc/net/tcp").read_text().splitlines()[1:]
         local = {line.split()[1] for line in listening if line.split()[3] == "0A"}  # state LISTEN
         assert f"0100007F:{port:04X}" in local and f"00000000:{port:04X}" not in local
-        assert (
-            "--host"
-            not in subprocess.run(
-                [sys.executable, "-m", "consentgate", "inspect", "serve", "--help"],
-                capture_output=True,
-                text=True,
-                env=cli_env(),
-                check=True,
-            ).stdout
-        )
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        log.close()
+    helped = subprocess.run(
+        [sys.executable, "-m", "consentgate", "inspect", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        check=True,
+    )
+    assert "--host" not in helped.stdout

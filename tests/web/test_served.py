@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import cg, cli_env
+from tests.helpers import cg, free_port, running
 
 PASSWORD = "correct horse battery"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -34,42 +24,11 @@ def served(tmp_path: Path) -> Iterator[str]:
         db, "account", "create", "anna", "--member", "1001", "--password-env", "PW", cwd=tmp_path, PW=PASSWORD
     )
     assert made.returncode == 0, made.stderr
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "consentgate",
-            "--db",
-            db,
-            "serve",
-            "--port",
-            str(port),
-            "--max-body",
-            "65536",
-        ],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=log,
-        stderr=log,
-    )
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                httpx.get(f"{base}/login", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail(f"serve did not start: {(tmp_path / 'serve.log').read_text()}")
-                time.sleep(0.2)
+    args = ["--db", db, "serve", "--port", str(port), "--max-body", "65536"]
+    with running(args, cwd=tmp_path, ready=f"{base}/login"):
         yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        log.close()
 
 
 def _csrf(client: httpx.Client) -> str:
