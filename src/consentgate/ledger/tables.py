@@ -88,8 +88,17 @@ def as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _read_csv(path: Path) -> pa.Table:
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        header = handle.readline().rstrip("\r\n")
+    with path.open("rb") as handle:
+        raw = handle.readline()
+    try:
+        header = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise ImportRowError(
+            str(path),
+            1,
+            "(header)",
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); expected a UTF-8 CSV file",
+        ) from None
     names = [n.strip() for n in header.split(",")] if header else []
     if not names or names == [""]:
         raise InputError(f"{path}: empty file (expected a header row)")
