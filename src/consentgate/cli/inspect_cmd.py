@@ -15,9 +15,11 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from consentgate.cli.context import console, ctx, instant, print_json
+from consentgate.exceptions import InputError
 from consentgate.inspect.advice import purpose_order
 from consentgate.inspect.inspector import Inspection, inspect_archive, read_settings
 from consentgate.timeutil import format_instant, now_utc
+from consentgate.web.i18n import LANGUAGES
 
 INCOMPLETE_EXIT = 3
 WARNING_NOTES = frozenset({"empty", "header_only", "decoding"})
@@ -81,6 +83,8 @@ def report(
     """
     from consentgate.inspect.render import Renderer, write_outputs
 
+    if lang not in LANGUAGES:
+        raise InputError(f"--lang: expected one of {', '.join(LANGUAGES)}, got {lang!r}")
     context = ctx(typer_ctx)
     engine = context.engine
     when = instant(at, "--at") if at is not None else None
@@ -92,8 +96,9 @@ def report(
         settings=None if settings is None else read_settings(settings, engine),
         settings_source="regional defaults" if settings is None else str(settings),
     )
-    renderer = Renderer(result, engine, language=lang, grounds=grounds)
-    written = write_outputs(out, renderer.outputs()) if out is not None else []
+    written: list[Path] = []
+    if out is not None:  # the files are rendered only when asked for
+        written = write_outputs(out, Renderer(result, engine, language=lang, grounds=grounds).outputs())
     if as_json:
         print_json(result.to_dict())
     else:

@@ -175,6 +175,18 @@ def _fill(chart_id: str, index: int) -> str:
     return f"url(#{chart_id}-{name})"
 
 
+def _svg_open(chart_id: str, title: str, description: str, height: float) -> str:
+    """The opening of every chart: an ``img`` with its title and description for screen readers."""
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {WIDTH} {height}" '
+        f'width="{WIDTH}" height="{height}" id="{_e(chart_id)}" '
+        f'aria-labelledby="{_e(chart_id)}-title {_e(chart_id)}-desc" font-family="system-ui, sans-serif" '
+        f'font-size="12">'
+        f'<title id="{_e(chart_id)}-title">{_e(title)}</title>'
+        f'<desc id="{_e(chart_id)}-desc">{_e(description)}</desc>'
+    )
+
+
 def _frame(
     chart_id: str,
     title: str,
@@ -193,12 +205,7 @@ def _frame(
     height = legend_top + legend_rows * LEGEND_ROW + 8
     bottom = PLOT_TOP + PLOT_HEIGHT
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {WIDTH} {height}" '
-        f'width="{WIDTH}" height="{height}" id="{_e(chart_id)}" '
-        f'aria-labelledby="{_e(chart_id)}-title {_e(chart_id)}-desc" font-family="system-ui, sans-serif" '
-        f'font-size="12">',
-        f'<title id="{_e(chart_id)}-title">{_e(title)}</title>',
-        f'<desc id="{_e(chart_id)}-desc">{_e(description)}</desc>',
+        _svg_open(chart_id, title, description, height),
         defs,
         '<g class="axes">',
     ]
@@ -382,12 +389,7 @@ def hbar_chart(
     legend_top = plot_bottom + 44
     height = legend_top + max(1, math.ceil(len(series) / LEGEND_COLUMNS)) * LEGEND_ROW + 8
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {WIDTH} {height}" '
-        f'width="{WIDTH}" height="{height}" id="{_e(chart_id)}" '
-        f'aria-labelledby="{_e(chart_id)}-title {_e(chart_id)}-desc" font-family="system-ui, sans-serif" '
-        f'font-size="12">',
-        f'<title id="{_e(chart_id)}-title">{_e(title)}</title>',
-        f'<desc id="{_e(chart_id)}-desc">{_e(description)}</desc>',
+        _svg_open(chart_id, title, description, height),
         _pattern_defs(chart_id),
         '<g class="axes">',
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from importlib import resources
 
 from babel import Locale
@@ -40,7 +41,9 @@ class Translations:
         return {m for m in msgids if not table.get(m)}
 
 
+@cache
 def load_translations() -> Translations:
+    """The catalogues, read once per process (the inspector's renderer asks per report)."""
     messages: dict[str, dict[str, str]] = {}
     for language in LANGUAGES:
         if language == DEFAULT_LANGUAGE:
