@@ -111,7 +111,7 @@ class DebtOutstanding(ConflictError):
 
 
 class PublishError(ConsentgateError):
-    """A checkpoint could not be appended to its file or delivered to its URL."""
+    """A checkpoint or a lineage event could not be appended to its file or delivered to its URL."""
 
     status_code = 502
 

@@ -25,12 +25,15 @@ MAX_MICROS = 7_258_118_400_000_000  # LATEST
 BOUNDS_TEXT = "between 1900-01-01 and 2200-01-01 UTC"
 
 
+def out_of_range(shown: str) -> str:
+    """The one wording for an instant outside the bounds: ``'…' is out of range (expected …)``."""
+    return f"{shown} is out of range (expected an instant {BOUNDS_TEXT})"
+
+
 def check_bounds(value: datetime, *, field: str = "timestamp") -> datetime:
     """``value`` (aware, UTC) if it lies within the documented bounds, else a ``TimestampError``."""
     if not EARLIEST <= value < LATEST:
-        raise TimestampError(
-            f"{field}: {value.isoformat()} is out of range (expected an instant {BOUNDS_TEXT})"
-        )
+        raise TimestampError(f"{field}: {out_of_range(value.isoformat())}")
     return value
 
 
@@ -62,11 +65,9 @@ def parse_instant(text: str, *, field: str = "timestamp", allow_date: bool = Tru
     try:
         utc = parsed.astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:30:00-01:00 is in year 10000 in UTC
-        raise TimestampError(
-            f"{field}: {text!r} is out of range (expected an instant {BOUNDS_TEXT})"
-        ) from None
+        raise TimestampError(f"{field}: {out_of_range(repr(text))}") from None
     if not EARLIEST <= utc < LATEST:
-        raise TimestampError(f"{field}: {text!r} is out of range (expected an instant {BOUNDS_TEXT})")
+        raise TimestampError(f"{field}: {out_of_range(repr(text))}")
     return utc
 
 

@@ -427,12 +427,6 @@ def test_error_missing_database_file_is_not_created(tmp_path: Path) -> None:
     assert not path.exists()
 
 
-def test_error_unreachable_database(tmp_path: Path) -> None:
-    """A PostgreSQL server that refuses connections gives one error line, not a multi-line driver dump."""
-    line = one_error_line(cg("postgresql://nobody@127.0.0.1:1/none", "audit", "verify", cwd=tmp_path))
-    assert "cannot reach the ledger database" in line
-
-
 def test_error_bad_at_timestamp(prepared: Prepared) -> None:
     """An --at without a UTC offset is refused, naming the option and the expected form."""
     result = cg(

@@ -130,10 +130,9 @@ def test_postgresql_stopped_and_started_under_the_running_portal(cluster: Cluste
         assert status == 200
         acknowledged.append(f"after-{i}")
     # Reads use a pool without pre-ping (one round trip less per decision): its connections died
-    # with the server, so the first read after the restart may answer 503 once; the pool is then
-    # renewed by itself and the next read answers.
+    # with the server; the read path notices, renews the pool and retries once, so no read fails.
     reads = [client.get(f"/api/v1/members/{MEMBER}/settings", headers=headers).status_code for _ in range(3)]
-    assert reads[-1] == 200 and set(reads) <= {200, 503} and reads.count(503) <= 1, reads
+    assert reads == [200, 200, 200], reads
     stored = _stored_keys(ledger)
     assert {f"api:setting:{MEMBER}:{k}" for k in acknowledged} <= stored
     assert not any(":during-" in k for k in stored)  # nothing answered 503 was stored

@@ -95,6 +95,7 @@ def root(
     boundary.set_log_file(log_file)
     boundary.set_database(db)
     typer_ctx.obj = Context(db=db, policy_dirs=list(policy_dir or []), builtin_policies=builtin_policies)
+    typer_ctx.call_on_close(typer_ctx.obj.close)
 
 
 def main() -> None:

@@ -87,7 +87,10 @@ def describe_os_error(exc: OSError) -> str:
     path = exc.filename
     if path is None:
         return f"the operating system refused an operation: {reason}"
-    verb = "read" if exc.errno in _READING else "write"
+    # What was being done, when the code said so (``exc.add_note("create the folder")``); else a
+    # guess from the errno: a missing path was being read, anything else written.
+    notes = getattr(exc, "__notes__", None)
+    verb = notes[-1] if notes else ("read" if exc.errno in _READING else "write")
     target = f"{os.fsdecode(path)}" + (f" -> {os.fsdecode(exc.filename2)}" if exc.filename2 else "")
     return f"cannot {verb} {target}: {reason}"
 

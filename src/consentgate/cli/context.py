@@ -46,8 +46,15 @@ class Context:
 
     def ledger(self, *, initialise: bool = False) -> Ledger:
         if self._ledger is None or initialise:
+            self.close()
             self._ledger = Ledger.open(self.db, initialise=initialise)
         return self._ledger
+
+    def close(self) -> None:
+        """Give the ledger's connections back (at the end of every command, however it ended)."""
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
 
 
 def ctx(typer_ctx: typer.Context) -> Context:

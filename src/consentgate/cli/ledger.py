@@ -14,6 +14,7 @@ from consentgate.cli.context import console, ctx, instant, print_json
 from consentgate.decisions import member_state
 from consentgate.exceptions import NotFoundError
 from consentgate.ledger.database import migrate
+from consentgate.ledger.events import MAX_MEMBER_ID
 from consentgate.ledger.exports import export_events, export_state
 from consentgate.ledger.imports import ImportResult, import_members, import_settings
 from consentgate.ledger.state import MemberState
@@ -110,7 +111,7 @@ def ledger_export(
     typer_ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="File to write.")],
     fmt: Annotated[Format, typer.Option("--format", help="parquet or csv.")] = Format.parquet,
-    watermark: Annotated[int | None, typer.Option(help="Only events with seq <= this.")] = None,
+    watermark: Annotated[int | None, typer.Option(help="Only events with seq <= this.", min=0)] = None,
 ) -> None:
     """Export the event log, hashes included, so anyone can re-verify the chain."""
     rows = export_events(ctx(typer_ctx).ledger(), out, fmt=fmt.value, watermark=watermark)
@@ -122,7 +123,9 @@ def ledger_state(
     typer_ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="File to write.")],
     at: Annotated[str | None, typer.Option(help="As-of instant (ISO 8601; default now).")] = None,
-    watermark: Annotated[int | None, typer.Option(help="Ledger watermark (default: the head).")] = None,
+    watermark: Annotated[
+        int | None, typer.Option(help="Ledger watermark (default: the head).", min=0)
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="parquet or csv.")] = Format.parquet,
 ) -> None:
     """Export every member's state as of (T, W): the latest event per member and key."""
@@ -197,9 +200,11 @@ def member_report(context: Any, state: MemberState) -> dict[str, Any]:
 @member_app.command("show")
 def member_show(
     typer_ctx: typer.Context,
-    member: Annotated[int, typer.Argument(metavar="M", help="Member id.")],
+    member: Annotated[int, typer.Argument(metavar="M", help="Member id.", min=1, max=MAX_MEMBER_ID)],
     at: Annotated[str | None, typer.Option(help="As-of instant (ISO 8601; default now).")] = None,
-    watermark: Annotated[int | None, typer.Option(help="Ledger watermark (default: the head).")] = None,
+    watermark: Annotated[
+        int | None, typer.Option(help="Ledger watermark (default: the head).", min=0)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a member as of T: facts, every setting (value, source, event) and objections."""

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from consentgate.cli.context import console, ctx, err_console, print_json
 from consentgate.exceptions import InputError
+from consentgate.ledger.events import MAX_MEMBER_ID
 from consentgate.web.accounts import AccountStore, Role
 from consentgate.web.body import DEFAULT_MAX_BODY
 
@@ -129,7 +130,9 @@ def serve(
 def account_create(
     typer_ctx: typer.Context,
     username: Annotated[str, typer.Argument(help="Login name.")],
-    member: Annotated[int | None, typer.Option(help="The member this login belongs to.")] = None,
+    member: Annotated[
+        int | None, typer.Option(help="The member this login belongs to.", min=1, max=MAX_MEMBER_ID)
+    ] = None,
     dpo: Annotated[bool, typer.Option("--dpo", help="A data-protection officer (console access).")] = False,
     language: Annotated[str | None, typer.Option(help="en or de (default: the browser's).")] = None,
     password_env: Annotated[

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from consentgate.cli.context import console, ctx, err_console, instant, print_json
 from consentgate.exceptions import InputError
+from consentgate.ledger.events import MAX_MEMBER_ID
 from consentgate.snapshots.build import BuildRequest, BuildResult, ProgressFn, build_snapshot
 from consentgate.snapshots.lineage import member_lineage, model_debt, objection_debt
 from consentgate.snapshots.proof import MemberProof, prove_member
@@ -73,7 +74,7 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives OUT/<s
 EngineOpt = Annotated[EngineName, typer.Option("--engine", help="duckdb (embedded) or spark.")]
 MasterOpt = Annotated[str | None, typer.Option("--spark-master", help="Spark master URL (default local[*]).")]
 WatermarkOpt = Annotated[
-    int | None, typer.Option("--watermark", help="Ledger seq to read up to (default: the head).")
+    int | None, typer.Option("--watermark", help="Ledger seq to read up to (default: the head).", min=0)
 ]
 EventsOpt = Annotated[
     Path | None, typer.Option("--events-dir", help="Event mirror folder (default: next to the ledger).")
@@ -314,7 +315,7 @@ def verify(
 def prove(
     typer_ctx: typer.Context,
     snapshot_id: Annotated[str, typer.Argument(help="Snapshot id.")],
-    member: Annotated[int, typer.Option("--member", help="Member id.")],
+    member: Annotated[int, typer.Option("--member", help="Member id.", min=1, max=MAX_MEMBER_ID)],
     as_json: JsonOpt = False,
 ) -> None:
     """Whether and why a member's data is in a snapshot, with the ledger events as evidence.
@@ -466,7 +467,7 @@ def model_list(typer_ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @lineage_app.command("member")
 def lineage_member(
     typer_ctx: typer.Context,
-    member_id: Annotated[int, typer.Argument(help="Member id.")],
+    member_id: Annotated[int, typer.Argument(help="Member id.", min=1, max=MAX_MEMBER_ID)],
     as_json: JsonOpt = False,
 ) -> None:
     """The snapshots and models that hold a member's data: as-of, categories, record counts."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.decisions.reasons import Decision, ReasonCode
-from consentgate.exceptions import InputError
+from consentgate.exceptions import InputError, TaxonomyError
 from consentgate.inspect.archive import ArchiveFile, open_archive
 from consentgate.inspect.catalogue import Catalogue, Recognition, load_catalogue, normalise_column
 from consentgate.inspect.csvread import CsvScan, scan_csv
@@ -250,6 +250,11 @@ def inspect_archive(
     settings: dict[str, bool] | None = None,
     settings_source: str = "regional defaults",
 ) -> Inspection:
+    if country:
+        try:
+            country = engine.taxonomy.country(country)
+        except TaxonomyError as exc:
+            raise InputError(f"--country: {exc}") from None
     archive = open_archive(paths)
     catalogue = load_catalogue(engine.taxonomy)
     scans: list[tuple[ArchiveFile, Recognition, CsvScan | None]] = []
@@ -316,7 +321,7 @@ def _facts(scans: list[tuple[ArchiveFile, Recognition, CsvScan | None]]) -> dict
 
 def _country(option: str | None, facts: dict[str, Any]) -> tuple[str, str]:
     if option:
-        return option.strip().upper(), "--country"
+        return option, "--country"
     found = facts.get("country")
     if found:
         return str(found), "archive (the receipts' billing country)"

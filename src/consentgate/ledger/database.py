@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from alembic import command
 from alembic.config import Config
@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from consentgate.exceptions import InputError, LedgerError, LedgerNotInitialised
+from consentgate.storage import database_unavailable
 
 DEFAULT_URL = "sqlite:///consentgate.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -88,7 +89,10 @@ def create_ledger_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
-            parent = Path(database).expanduser().resolve().parent
+            file = Path(database).expanduser().resolve()
+            if file.is_dir():
+                raise InputError(f"--db: {file} is a folder; expected a SQLite file or a database URL")
+            parent = file.parent
             if not parent.is_dir():
                 raise InputError(f"--db: folder {parent} does not exist")
         engine = create_engine(normalised, **kwargs)
@@ -116,13 +120,21 @@ def head_revision() -> str:
     return head
 
 
+def _refuse(exc: OperationalError) -> NoReturn:
+    """A server that is down or busy stays what it is (exit 69 on the command line, 503 on the web);
+    any other refusal (a wrong password, a database that does not exist) is one error saying so."""
+    if database_unavailable(exc) is not None:
+        raise exc
+    raise LedgerError(f"cannot reach the ledger database: {one_line(exc.orig)}") from None
+
+
 def migrate(engine: Engine) -> str:
     """Bring the schema to the newest migration; returns the revision now in place."""
     try:
         with engine.begin() as connection:
             command.upgrade(_alembic_config(connection), "head")
     except OperationalError as exc:
-        raise LedgerError(f"cannot reach the ledger database: {one_line(exc.orig)}") from None
+        _refuse(exc)
     return head_revision()
 
 
@@ -131,7 +143,7 @@ def current_revision(engine: Engine) -> str | None:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     except OperationalError as exc:
-        raise LedgerError(f"cannot reach the ledger database: {one_line(exc.orig)}") from None
+        _refuse(exc)
 
 
 def require_schema(engine: Engine) -> None:

@@ -18,6 +18,8 @@ from enum import StrEnum
 from consentgate.timeutil import from_micros
 
 GENESIS_HASH = "0" * 64
+MAX_MEMBER_ID = 2**63 - 1
+"""Member ids are positive 64-bit integers: 1 to this, on every edge (CLI, imports, API)."""
 
 
 class EventKind(StrEnum):

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from consentgate.exceptions import InputError
 from consentgate.ledger.store import COLUMNS, Ledger
+from consentgate.storage import located
 from consentgate.timeutil import to_micros
 
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -90,21 +91,27 @@ def _write(path: Path, fmt: str, schema: pa.Schema, batches: Iterator[pa.RecordB
     # Timestamps travel as int64 microseconds and are reinterpreted as UTC timestamps: exact,
     # and no per-value datetime conversion.
     writer: pq.ParquetWriter | pacsv.CSVWriter
-    writer = pq.ParquetWriter(tmp, schema) if fmt == "parquet" else pacsv.CSVWriter(tmp, schema)
     try:
-        for batch in batches:
-            typed = pa.record_batch(
-                [
-                    col.view(UTC_US) if f.type == UTC_US else col
-                    for col, f in zip(batch.columns, schema, strict=True)
-                ],
-                schema=schema,
-            )
-            writer.write_batch(typed)
-            rows += typed.num_rows
-    finally:
-        writer.close()
-    tmp.replace(path)
+        writer = pq.ParquetWriter(tmp, schema) if fmt == "parquet" else pacsv.CSVWriter(tmp, schema)
+        try:
+            for batch in batches:
+                typed = pa.record_batch(
+                    [
+                        col.view(UTC_US) if f.type == UTC_US else col
+                        for col, f in zip(batch.columns, schema, strict=True)
+                    ],
+                    schema=schema,
+                )
+                writer.write_batch(typed)
+                rows += typed.num_rows
+        finally:
+            writer.close()
+        tmp.replace(path)
+    except OSError as exc:  # Arrow names no file: say which one could not be written
+        tmp.unlink(missing_ok=True)
+        refused = located(exc, path)
+        refused.add_note("write")
+        raise refused from exc
     return rows
 
 

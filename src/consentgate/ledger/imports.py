@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from consentgate.exceptions import IdempotencyConflict, ImportRowError, InputError, TimestampError
 from consentgate.ledger.commands import EARLIEST, add_fact_event, add_member_events
-from consentgate.ledger.events import FACT_KEYS, EventBatch, EventKind, LedgerEvent, Source
+from consentgate.ledger.events import FACT_KEYS, MAX_MEMBER_ID, EventBatch, EventKind, LedgerEvent, Source
 from consentgate.ledger.state import resolve_member
 from consentgate.ledger.store import Ledger, ProgressFn, check_client_key
 from consentgate.ledger.tables import as_text, check_columns, column_text, file_rows, read_table
@@ -81,7 +81,7 @@ def _member_id(file: str, index: int, text: str) -> int:
     if not (digits.isascii() and digits.isdigit() and len(digits) <= 19):
         raise ImportRowError(file, _row(index), "member_id", f"expected a positive integer, got {text!r}")
     value = int(digits)
-    if not 1 <= value < 2**63:
+    if not 1 <= value <= MAX_MEMBER_ID:
         raise ImportRowError(
             file,
             _row(index),

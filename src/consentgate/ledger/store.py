@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -439,17 +440,27 @@ class Ledger:
             params.append(at)
         sql += " ORDER BY seq"
         # A pooled DB-API connection without SQLAlchemy's Connection wrapper: half the cost of a
-        # decision is otherwise spent setting that wrapper up and tearing it down.
-        raw = self._reader.raw_connection()
-        try:
-            cursor = raw.cursor()
+        # decision is otherwise spent setting that wrapper up and tearing it down. Without that
+        # wrapper nobody notices a connection that died with its server (a PostgreSQL restart):
+        # such a read is retried once on a new connection, after the pool is renewed.
+        for attempt in (1, 2):
+            raw = self._reader.raw_connection()
             try:
-                cursor.execute(sql, tuple(params))
-                return [LedgerEvent(*row) for row in cursor.fetchall()]
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(sql, tuple(params))
+                    return [LedgerEvent(*row) for row in cursor.fetchall()]
+                finally:
+                    with contextlib.suppress(Exception):
+                        cursor.close()
+            except self._reader.dialect.loaded_dbapi.Error as exc:
+                if attempt == 2 or not self._reader.dialect.is_disconnect(exc, raw.dbapi_connection, None):
+                    raise
+                raw.invalidate(exc)
+                self._reader.dispose()
             finally:
-                cursor.close()
-        finally:
-            raw.close()
+                raw.close()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def events_of_members(self, member_ids: Sequence[int], *, kind: str, at: int) -> list[LedgerEvent]:
         """Events of one kind for many members, effective by ``at``: a few chunked queries, not one each."""

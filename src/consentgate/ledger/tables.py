@@ -32,11 +32,14 @@ _PLAIN_TYPES = (
 
 def read_table(path: Path) -> pa.Table:
     """Read a CSV (UTF-8, header row; every column text) or a Parquet file (typed columns)."""
+    if path.is_dir():
+        raise InputError(f"{path}: a folder; expected a .csv or .parquet file")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
+            _check_names(path, pq.read_schema(path).names)  # Arrow cannot read a table with twins
             table = pq.read_table(path)
         elif suffix in (".csv", ".txt"):
             table = _read_csv(path)
@@ -48,13 +51,17 @@ def read_table(path: Path) -> pa.Table:
     return table
 
 
-def _check_shape(path: Path, table: pa.Table) -> None:
-    """Columns by name once each, of plain types, and no field longer than ``MAX_FIELD_BYTES``."""
+def _check_names(path: Path, names: list[str]) -> None:
     seen: set[str] = set()
-    for name in table.column_names:
+    for name in names:
         if name in seen:
             raise ImportRowError(str(path), 1, name, "the column appears twice in the header")
         seen.add(name)
+
+
+def _check_shape(path: Path, table: pa.Table) -> None:
+    """Columns by name once each, of plain types, and no field longer than ``MAX_FIELD_BYTES``."""
+    _check_names(path, table.column_names)
     for field in table.schema:
         if not any(test(field.type) for test in _PLAIN_TYPES):
             raise ImportRowError(

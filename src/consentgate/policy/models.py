@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from consentgate.taxonomy.models import CategoryKey, PurposeKey, RegionKey, SettingKey
-from consentgate.timeutil import BOUNDS_TEXT, check_bounds, ensure_utc
+from consentgate.timeutil import EARLIEST, LATEST, ensure_utc, out_of_range
 
 
 class LegalBasis(StrEnum):
@@ -41,9 +41,12 @@ def _aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{value.isoformat()} has no UTC offset (expected e.g. 2025-11-03T00:00:00Z)")
     try:
-        return check_bounds(ensure_utc(value, field="effective_from"), field="effective_from")
-    except OverflowError:
-        raise ValueError(f"{value.isoformat()} is out of range ({BOUNDS_TEXT})") from None
+        utc = ensure_utc(value, field="effective_from")
+    except OverflowError:  # 9999-12-31T23:59-01:00 is year 10000 in UTC, which datetime cannot hold
+        raise ValueError(out_of_range(value.isoformat())) from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(out_of_range(value.isoformat()))
+    return utc
 
 
 class _Strict(BaseModel):
@@ -64,7 +67,9 @@ class RegionRule(_Strict):
         default_factory=dict,
         description="A different legal basis for some categories (e.g. inferred data on consent)",
     )
-    note: str | None = Field(default=None, description="Why the rule is as it is (source, doubt)")
+    note: str | None = Field(
+        default=None, max_length=2000, description="Why the rule is as it is (source, doubt)"
+    )
 
     def basis_for(self, category: str) -> LegalBasis:
         return self.category_basis.get(category, self.legal_basis)
@@ -96,17 +101,24 @@ class PolicyOptions(_Strict):
 class Policy(_Strict):
     """A versioned policy. The version in force at T decides for T."""
 
-    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", description="Policy id")]
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=100, description="Policy id")]
     version: Annotated[
         int, Field(ge=1, le=1_000_000, strict=True, description="Version number, increasing (1 to 1,000,000)")
     ]
-    title: str = Field(description="Human-readable title")
+    title: str = Field(
+        min_length=1, max_length=200, description="Human-readable title (up to 200 characters)"
+    )
     effective_from: Annotated[datetime, AfterValidator(_aware)] = Field(
         description="Instant (with offset) from which this version is in force"
     )
-    summary: str = Field(default="", description="What the regime is, in plain words")
-    changes: tuple[str, ...] = Field(
-        default=(), description="What changed against the previous version, for the member notice"
+    summary: str = Field(
+        default="", max_length=5000, description="What the regime is, in plain words (up to 5,000 characters)"
+    )
+    changes: tuple[Annotated[str, Field(min_length=1, max_length=1000)], ...] = Field(
+        default=(),
+        max_length=50,
+        description="What changed against the previous version, for the member notice (up to 50 points"
+        " of up to 1,000 characters)",
     )
     options: PolicyOptions = Field(default_factory=PolicyOptions)
     setting_defaults: dict[SettingKey, dict[RegionKey, bool]] = Field(

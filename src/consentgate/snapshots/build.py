@@ -110,8 +110,7 @@ def build_snapshot(
             f"--watermark: expected a seq between 0 and the ledger's head {head}, got {watermark}"
         )
     dataset = open_dataset(request.data)
-    out = request.out
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_out_folder(request.out)
     remove_stale_partials(out)
 
     policy = engine.timeline.in_force(as_of)
@@ -474,6 +473,18 @@ def _same_inputs(registry: Registry, manifest: dict[str, Any]) -> str | None:
         ):
             return entry.snapshot_id
     return None
+
+
+def make_out_folder(out: Path) -> Path:
+    """``--out``, created if need be; a file there is a mistake to name, not a write to try."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out: {out} is a file; expected a folder to publish snapshots in")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        exc.add_note("create the --out folder")
+        raise
+    return out
 
 
 def remove_stale_partials(out: Path) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import attr
 from openlineage.client import OpenLineageClient
@@ -22,6 +23,7 @@ from openlineage.client.transport.http import HttpConfig, HttpTransport
 from openlineage.client.uuid import generate_new_uuid
 
 from consentgate import __version__
+from consentgate.exceptions import InputError, PublishError
 from consentgate.timeutil import format_instant, now_utc
 
 NAMESPACE = "consentgate"
@@ -66,13 +68,39 @@ class LineageEmitter:
             outputs=outputs or [],
             producer=PRODUCER,
         )
-        self.client.emit(event)
+        try:
+            self.client.emit(event)
+        except Exception as exc:  # the transport's own errors (requests', OSError): one line, not a trace
+            transport = self.client.transport
+            where = (
+                f"{transport.url}/{transport.endpoint}"
+                if isinstance(transport, HttpTransport)
+                else "the lineage log"
+            )
+            reason = " ".join(str(exc).split())[:300]
+            raise PublishError(
+                f"OpenLineage: the {state.value} event could not be delivered to {where} ({reason})"
+            ) from exc
 
 
 def lineage_client(out: Path, url: str | None) -> OpenLineageClient:
+    """The file log ``OUT/openlineage.jsonl``, or the HTTP endpoint of ``--lineage-url`` /
+    ``OPENLINEAGE_URL``: a base URL (``http://marquez:5000``, events go to ``/api/v1/lineage``) or the
+    endpoint itself (``http://host/api/v1/lineage``)."""
     url = url or os.environ.get("OPENLINEAGE_URL")
     if url:
-        return OpenLineageClient(transport=HttpTransport(HttpConfig(url=url)))
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(
+                f"--lineage-url: expected an http:// or https:// URL of an OpenLineage endpoint, got {url!r}"
+            )
+        base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        endpoint = parts.path.strip("/") or "api/v1/lineage"
+        retry: dict[str, Any] = {"total": 3, "read": 3, "connect": 3, "backoff_factor": 0.3}
+        retry |= {"status_forcelist": [500, 502, 503, 504], "allowed_methods": ["HEAD", "POST"]}
+        return OpenLineageClient(
+            transport=HttpTransport(HttpConfig(url=base, endpoint=endpoint, timeout=5.0, retry=retry))
+        )
     log = out / "openlineage.jsonl"
     return OpenLineageClient(transport=FileTransport(FileConfig(log_file_path=str(log), append=True)))
 

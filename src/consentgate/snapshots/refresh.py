@@ -47,6 +47,7 @@ from consentgate.snapshots.build import (
     checked_outputs,
     fsync_tree,
     make_engine,
+    make_out_folder,
     publish,
     remove_stale_partials,
     scratch_connection,
@@ -208,8 +209,7 @@ def refresh_snapshot(
             f" ledger's head {head}, got {watermark}"
         )
     manifest = read_manifest(source)
-    out = request.out or source.path.parent
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_out_folder(request.out or source.path.parent)
     remove_stale_partials(out)
     build_request = BuildRequest(
         data=source.path,

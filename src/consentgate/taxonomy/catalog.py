@@ -40,6 +40,13 @@ class Taxonomy:
             return None
         return self._country_region.get(code, "ROW")
 
+    def country(self, code: str) -> str:
+        """``code`` as an ISO 3166-1 alpha-2 code (upper case), or an error saying what was expected."""
+        normal = code.strip().upper()
+        if normal not in self.assigned_countries:
+            raise TaxonomyError(f"{code!r} is not an ISO 3166-1 alpha-2 country code (e.g. DE, FR, US)")
+        return normal
+
     def category(self, key: str) -> Category:
         try:
             return self.categories[key]

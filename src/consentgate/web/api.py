@@ -17,7 +17,7 @@ from fastapi.security import HTTPBearer
 
 from consentgate.decisions import member_state
 from consentgate.exceptions import InputError, NotFoundError, TaxonomyError
-from consentgate.ledger.events import LedgerEvent, Source
+from consentgate.ledger.events import MAX_MEMBER_ID, LedgerEvent, Source
 from consentgate.ledger.state import MemberState, ObjectionStatus
 from consentgate.objections import file_objection, get_objection, list_objections
 from consentgate.snapshots.lineage import member_lineage
@@ -30,7 +30,6 @@ from consentgate.web import member
 from consentgate.web.accounts import Scope
 from consentgate.web.auth import CSRFChecked, PortalDep, Principal, resolve_principal, scoped
 from consentgate.web.schemas import (
-    MAX_MEMBER_ID,
     ConflictPublic,
     DecisionBatch,
     DecisionBatchRequest,

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from importlib import resources
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,7 +23,7 @@ from consentgate.ledger.store import Ledger
 from consentgate.policy import Timeline
 from consentgate.web import api, console, pages
 from consentgate.web.body import BodyLimit
-from consentgate.web.errors import RETRY_AFTER, ErrorBoundary
+from consentgate.web.errors import FASTAPI_UNREADABLE, RETRY_AFTER, ErrorBoundary, unreadable_body
 from consentgate.web.state import Portal, PortalConfig
 from consentgate.web.templating import render
 
@@ -128,9 +129,13 @@ def create_app(
             request, "error.html", {"status": exc.status_code, "message": str(exc)}, status=exc.status_code
         )
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
+    # Starlette's class, not FastAPI's subclass: the router's 404 and 405 and FastAPI's own 400 for
+    # an unreadable body are Starlette's and would otherwise get the framework's bare answer.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         headers = getattr(exc, "headers", None)
+        if exc.status_code == 400 and exc.detail == FASTAPI_UNREADABLE:
+            exc = StarletteHTTPException(400, unreadable_body(exc.__cause__))
         if _wants_json(request):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
         if exc.status_code == 401:

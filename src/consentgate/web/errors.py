@@ -146,3 +146,19 @@ class ErrorBoundary:
                 }
             )
             await send({"type": "http.response.body", "body": body})
+
+
+FASTAPI_UNREADABLE = "There was an error parsing the body"
+"""FastAPI's 400 for a body its JSON reader gave up on, whatever the reason."""
+
+
+def unreadable_body(cause: BaseException | None) -> str:
+    """What was wrong with a body FastAPI could not read (its own message says only that)."""
+    if isinstance(cause, UnicodeDecodeError):
+        byte = cause.object[cause.start] if cause.start < len(cause.object) else 0
+        return f"body: not valid UTF-8 (byte 0x{byte:02x} at offset {cause.start}); expected a JSON object"
+    if isinstance(cause, RecursionError):
+        return "body: nested too deeply to read; expected a JSON object"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "body: a number with too many digits (at most 4,300); expected a JSON object"
+    return "body: could not be read as JSON; expected a JSON object"

@@ -11,12 +11,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from consentgate.ledger.events import MAX_MEMBER_ID
 from consentgate.names import NAME_PATTERN
 from consentgate.snapshots.training_runs import MAX_REASON
 from consentgate.timeutil import BOUNDS_TEXT, check_bounds, parse_instant
 
 MAX_BATCH = 10_000
-MAX_MEMBER_ID = 2**63 - 1
 TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 """Text without control characters (tabs and line breaks are allowed)."""
 SNAPSHOT_ID = r"^[A-Za-z0-9._:-]+$"
