@@ -44,15 +44,21 @@ def storage_refusal(exc: BaseException) -> str | None:
     return None
 
 
-def _texts(exc: BaseException) -> Iterator[str]:
-    """The lower-cased messages of ``exc`` and what caused it (a driver's error under SQLAlchemy's)."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what caused it (a driver's error under SQLAlchemy's), each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        yield str(current).lower()
+        yield current
         orig = getattr(current, "orig", None)
         current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+
+
+def _texts(exc: BaseException) -> Iterator[str]:
+    """The lower-cased messages of ``exc`` and what caused it."""
+    for cause in _chain(exc):
+        yield str(cause).lower()
 
 
 _UNAVAILABLE = (
@@ -63,15 +69,26 @@ _UNAVAILABLE = (
     "the database system is shutting down",
     "the database system is starting up",
     "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
     "connection is closed",
     "consuming input failed",
     "database is locked",
 )
 
 
+_UNAVAILABLE_STATES = ("08", "57P")
+"""SQLSTATE classes of a server that cannot answer now: connection exceptions, and operator
+intervention (shutting down, crash recovery: 57P01 to 57P05, "not yet accepting connections")."""
+
+
 def database_unavailable(exc: BaseException) -> str | None:
     """The reason, if ``exc`` (or what caused it) says the database cannot be reached or is busy
-    (PostgreSQL down or restarting, SQLite locked by another process past the busy timeout)."""
+    (PostgreSQL down, restarting or in crash recovery, SQLite locked by another process past the
+    busy timeout)."""
+    for cause in _chain(exc):
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES):
+            return "not reachable"
     for text in _texts(exc):
         for words in _UNAVAILABLE:
             if words in text:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from consentgate.cli import boundary
 from consentgate.exceptions import InputError
-from tests.helpers import cg, one_error_line
 
 
 def run(fail: BaseException | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[int, list[str]]:
@@ -76,8 +76,32 @@ def test_interrupt_and_exit_codes_pass_through(monkeypatch: pytest.MonkeyPatch, 
     assert run(None, monkeypatch, tmp_path) == (0, [])
 
 
-def test_a_db_that_is_not_a_database_is_one_error_line(tmp_path: Path) -> None:
-    text = tmp_path / "notes.txt"
-    text.write_text("these are my notes, not a ledger\n" * 100)
-    line = one_error_line(cg(str(text), "member", "show", "1", cwd=tmp_path))
-    assert line == f"error: --db: {text} is not a SQLite database (expected a consentgate ledger)"
+def test_a_note_says_what_was_being_done(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    missing = FileNotFoundError(errno.ENOENT, "No such file or directory", "/proc/out")
+    missing.add_note("create the --out folder")
+    assert run(missing, monkeypatch, tmp_path)[1] == [
+        "error: cannot create the --out folder /proc/out: No such file or directory"
+    ]
+
+
+RECOVERING = (
+    'connection failed: connection to server at "127.0.0.1", port 5433 failed: FATAL:  the database'
+    " system is not yet accepting connections\nDETAIL:  Consistent recovery state has not been yet reached."
+)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.OperationalError(RECOVERING),  # what psycopg raised in bench/outage.py's restart window
+        psycopg.errors.CannotConnectNow("the database system is starting up"),  # SQLSTATE 57P03
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),  # 57P01
+        psycopg.errors.ConnectionFailure("connection lost"),  # class 08
+    ],
+    ids=["recovery-message", "57P03", "57P01", "08006"],
+)
+def test_a_postgresql_server_restarting_or_shutting_down_is_exit_69(
+    error: Exception, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    code, lines = run(error, monkeypatch, tmp_path)
+    assert code == 69 and lines[0].startswith("error: the ledger") and "is not reachable" in lines[0]

@@ -59,7 +59,7 @@ def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     # SQLite fsyncs the WAL on commit only with synchronous=FULL; an acknowledged objection must
     # survive a power cut.
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     # Reads through the OS page cache without copying into SQLite's own cache: decide()'s p99
     # halves on a large ledger (bench/RESULTS.md).
@@ -71,6 +71,10 @@ def _sqlite_begin(connection: Connection) -> None:
     mode = "IMMEDIATE" if connection.get_execution_options().get("consentgate_write") else "DEFERRED"
     connection.exec_driver_sql(f"BEGIN {mode}")
 
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite write waits for another process's lock before the ledger answers "locked"
+(exit 69 on the command line, 503 on the web). Read when a connection is opened."""
 
 POOL = {"pool_size": 16, "max_overflow": 16}
 """Connections kept per engine. The portal serves from a pool of 40 threads; with SQLAlchemy's

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from consentgate.exceptions import LedgerError
 from consentgate.ledger.events import EventDraft, LedgerEvent
 from consentgate.ledger.store import Ledger
+from consentgate.storage import database_unavailable, storage_refusal
 
 MAX_REQUESTS = 128
 """Requests combined into one transaction at most."""
@@ -169,8 +170,14 @@ class GroupCommitWriter:
                 return
             try:
                 events = self.ledger.append([d for r in batch for d in r.drafts])
-            except Exception:  # any failure: retry each request on its own
-                for request in batch:
+            except Exception as exc:
+                if database_unavailable(exc) is not None or storage_refusal(exc) is not None:
+                    # The database itself refused (locked, down, full): each request alone would
+                    # only wait out the busy timeout again, one after another. All get the answer.
+                    for request in batch:
+                        request.error = exc
+                    return
+                for request in batch:  # one request's content failed the batch: each on its own
                     self._alone(request)
                 return
             self.transactions += 1
