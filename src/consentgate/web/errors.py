@@ -117,12 +117,12 @@ class ErrorBoundary:
                 isinstance(exc, OSError) and exc.errno == errno.ENOSPC
             )
             down = not full and database_unavailable(exc) is not None
-            log.exception(
-                "unexpected failure [reference %s] on %s %s",
-                reference,
-                scope.get("method", "?"),
-                scope.get("path", "?"),
-            )
+            method, where = scope.get("method", "?"), scope.get("path", "?")
+            if full or down:  # the database's state, not a bug: one line each, no trace
+                reason = " ".join(str(exc).split())[:300]
+                log.warning("database refused [reference %s] on %s %s: %s", reference, method, where, reason)
+            else:
+                log.exception("unexpected failure [reference %s] on %s %s", reference, method, where)
             if started:
                 return
             path = str(scope.get("path", ""))
