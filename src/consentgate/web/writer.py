@@ -12,6 +12,10 @@ it was committed (one transaction), and the writer appends each request's drafts
 request fails alone and never costs another its events. Re-appending is safe even if the failure
 came after the commit: every draft carries an idempotency key, so an event already in the ledger is
 returned as stored, not appended twice.
+
+When the database itself refuses (locked by another process past the busy timeout, down, full), the
+whole batch and every request that queued behind it get that answer at once (503 or 507 on the
+web): each would otherwise wait out the busy timeout again, one after another.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ MAX_EVENTS = 20_000
 """Drafts combined into one transaction at most (a single larger request still goes alone)."""
 IDLE_SECONDS = 30.0
 """The thread ends after this long without work (and starts again on the next append)."""
+
+
+def _database_refused(exc: BaseException) -> bool:
+    return database_unavailable(exc) is not None or storage_refusal(exc) is not None
 
 
 class _Request:
@@ -171,7 +179,7 @@ class GroupCommitWriter:
             try:
                 events = self.ledger.append([d for r in batch for d in r.drafts])
             except Exception as exc:
-                if database_unavailable(exc) is not None or storage_refusal(exc) is not None:
+                if _database_refused(exc):
                     # The database itself refused (locked, down, full): each request alone would
                     # only wait out the busy timeout again, one after another. All get the answer.
                     for request in batch:
@@ -193,6 +201,22 @@ class GroupCommitWriter:
         finally:
             for request in batch:
                 request.notify()
+            refused = next(
+                (r.error for r in batch if r.error is not None and _database_refused(r.error)), None
+            )
+            if refused is not None:
+                self._refuse_waiting(refused)
+
+    def _refuse_waiting(self, error: BaseException) -> None:
+        """The database refused just now (locked past the busy timeout, down, full): the requests
+        that queued meanwhile get the same answer at once instead of waiting out another timeout
+        each batch; a client retries after ``Retry-After``, and the next request tries again."""
+        with self._cond:
+            waiting = list(self._pending)
+            self._pending.clear()
+        for request in waiting:
+            request.error = error
+            request.notify()
 
     def _alone(self, request: _Request) -> None:
         try:
