@@ -22,8 +22,8 @@ from consentgate.ledger.store import Ledger
 from consentgate.policy import load_timeline
 from consentgate.taxonomy import load_taxonomy
 from consentgate.timeutil import parse_date, parse_instant, to_micros
+from tests.helpers import PG_DSN, pg_schema_url
 
-PG_DSN = os.environ.get("CONSENTGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 NOW = parse_instant("2026-11-23T12:00:00Z")
 
 settings.register_profile(
@@ -46,20 +46,14 @@ class FixedClock:
 
 
 def _pg_schema_url() -> Iterator[str]:
-    schema = f"cg_test_{uuid.uuid4().hex[:12]}"
     try:
-        with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
+        with pg_schema_url() as url:
+            yield url
     except psycopg.OperationalError as exc:
         pytest.fail(
             f"PostgreSQL at {PG_DSN} is required for the ledger tests and is not reachable ({exc}). "
             "Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
         )
-    base = PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
-    sep = "&" if "?" in base else "?"
-    yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

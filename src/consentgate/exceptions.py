@@ -116,6 +116,12 @@ class PublishError(ConsentgateError):
     status_code = 502
 
 
+class ServiceUnavailable(ConsentgateError):
+    """Something the request needs cannot be reached now (a rate-limit store): try again later."""
+
+    status_code = 503
+
+
 class LedgerError(ConsentgateError):
     """The ledger cannot be used."""
 

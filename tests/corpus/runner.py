@@ -23,7 +23,6 @@ import os
 import re
 import sys
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -51,10 +49,10 @@ from consentgate.web import PortalConfig, create_app
 from consentgate.web import accounts as accounts_module
 from consentgate.web.accounts import AccountStore, Role, Scope
 from tests.corpus import makers
+from tests.helpers import pg_schema_url
 
 HERE = Path(__file__).parent
 FILES = HERE / "files"
-PG_DSN = os.environ.get("CONSENTGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PASSWORD = "correct horse battery"
 LINEAGE_LOG = "openlineage.jsonl"
 """A refused build leaves its START and FAIL events here: a record of the attempt, not a publication."""
@@ -236,20 +234,6 @@ def _make_world(url: str, root: Path) -> World:
         narrow_token=narrow,
         net=_write_dataset(root),
     )
-
-
-@contextmanager
-def pg_schema_url() -> Iterator[str]:
-    schema = f"cg_corpus_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    base = PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 # --- running one case -------------------------------------------------------------------------
@@ -461,7 +445,7 @@ def main() -> None:
         def sqlite_url() -> Iterator[str]:
             yield f"sqlite:///{root / 'ledger.db'}"
 
-        with pg_schema_url() if options.backend == "postgresql" else sqlite_url() as url:
+        with pg_schema_url("cg_corpus") if options.backend == "postgresql" else sqlite_url() as url:
             world = make_world(url, root / "world")
             for case in cases:
                 outcome = run_case(case, world, root / "cases" / case.id)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.corpus import runner
+from tests.helpers import pg_schema_url
 
 CASES = runner.load_cases()
 
@@ -38,7 +39,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             yield made
             made.ledger.close()
         else:
-            with runner.pg_schema_url() as url:
+            with pg_schema_url("cg_corpus") as url:
                 made = runner.make_world(url, root / "world")
                 yield made
                 made.ledger.close()

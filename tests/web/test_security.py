@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from consentgate.ledger.store import Ledger
 from consentgate.web import PortalConfig, create_app
-from consentgate.web.accounts import AccountStore
+from consentgate.web.accounts import AccountStore, Role
+from tests.helpers import free_port
 from tests.web.conftest import PASSWORD, csrf_of, login
 
 
@@ -191,3 +195,39 @@ def test_the_login_limit_is_shared_by_every_process_on_the_ledger(portal_ledger:
             ).status_code
         )
     assert answers == [401] * 5 + [429, 429], answers
+
+
+REDIS = os.environ.get("CONSENTGATE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def test_the_login_limit_kept_in_redis_is_shared_by_servers_on_different_ledgers(
+    portal_ledger: Ledger, tmp_path: Path
+) -> None:
+    """With --rate-limit-store, two servers that do not even share a database count the same attempts
+    (the local Redis, as in production; CI fails without it, like without PostgreSQL)."""
+    other = Ledger.open(f"sqlite:///{tmp_path / 'other.db'}", initialise=True)
+    username = f"redis-{uuid.uuid4().hex[:8]}"
+    for ledger in (portal_ledger, other):
+        AccountStore(ledger).create_account(username=username, password=PASSWORD, role=Role.dpo)
+    config = PortalConfig(db="(redis)", secret_key="k", rate_limit_store=REDIS, login_attempts=3)
+    first = TestClient(create_app(config, ledger=portal_ledger))
+    second = TestClient(create_app(config, ledger=other))
+    answers = []
+    for attempt in range(5):
+        browser = first if attempt % 2 == 0 else second
+        data = {"username": username, "password": "wrong-password", "csrf_token": csrf_of(browser)}
+        answers.append(browser.post("/login", data=data).status_code)
+    assert answers == [401] * 3 + [429, 429], answers
+    right = {"username": username, "password": PASSWORD, "csrf_token": csrf_of(second)}
+    assert second.post("/login", data=right).status_code == 429  # even the right password waits
+    other.close()
+
+
+def test_a_rate_limit_store_that_does_not_answer_refuses_the_login_with_503(portal_ledger: Ledger) -> None:
+    """Fail closed: no store, no guesses (503 with Retry-After), never an unlimited login."""
+    config = PortalConfig(db="(redis)", secret_key="k", rate_limit_store=f"redis://127.0.0.1:{free_port()}/0")
+    browser = TestClient(create_app(config, ledger=portal_ledger))
+    data = {"username": "anna", "password": PASSWORD, "csrf_token": csrf_of(browser)}
+    answer = browser.post("/login", data=data, follow_redirects=False)
+    assert answer.status_code == 503 and answer.headers["retry-after"]
+    assert "the login rate-limit store is not reachable" in answer.text

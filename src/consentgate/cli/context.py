@@ -15,6 +15,7 @@ from rich.console import Console
 
 from consentgate.decisions import DecisionEngine
 from consentgate.ledger.database import DEFAULT_URL
+from consentgate.ledger.events import MAX_MEMBER_ID
 from consentgate.ledger.store import Ledger
 from consentgate.policy import Timeline, load_timeline
 from consentgate.taxonomy import Taxonomy, load_taxonomy
@@ -55,6 +56,20 @@ class Context:
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+
+
+def check_member_id(value: int | None) -> int | None:
+    """Every member-id option and argument: 1 to 2^63−1, the rule of imports and the API."""
+    if value is not None and not 1 <= value <= MAX_MEMBER_ID:
+        raise typer.BadParameter(f"expected a member id from 1 to {MAX_MEMBER_ID} (2^63-1), got {value}")
+    return value
+
+
+def check_watermark(value: int | None) -> int | None:
+    """Every --watermark: a ledger seq, 0 or more."""
+    if value is not None and value < 0:
+        raise typer.BadParameter(f"expected a ledger seq (0 or more), got {value}")
+    return value
 
 
 def ctx(typer_ctx: typer.Context) -> Context:

@@ -7,23 +7,24 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from consentgate.cli.context import console, ctx, instant, print_json
+from consentgate.cli.context import check_member_id, check_watermark, console, ctx, instant, print_json
 from consentgate.decisions import decide
-from consentgate.ledger.events import MAX_MEMBER_ID
 from consentgate.ledger.state import describe_event
 from consentgate.timeutil import format_instant
 
 
 def explain(
     typer_ctx: typer.Context,
-    member: Annotated[int, typer.Option(help="Member id.", min=1, max=MAX_MEMBER_ID)],
+    member: Annotated[int, typer.Option(help="Member id.", callback=check_member_id)],
     category: Annotated[str, typer.Option(help="Category key, e.g. profile.skills.")],
     purpose: Annotated[str, typer.Option(help="Purpose key, e.g. genai.training.")],
     at: Annotated[
         str | None,
         typer.Option(help="Instant (ISO 8601 with offset, or a date = 00:00Z; default now)."),
     ] = None,
-    watermark: Annotated[int | None, typer.Option(help="Only ledger events with seq <= this.", min=0)] = None,
+    watermark: Annotated[
+        int | None, typer.Option(help="Only ledger events with seq <= this.", callback=check_watermark)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """May this member's data of this category be used for this purpose at this time? And why."""

@@ -10,11 +10,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from consentgate.cli.context import console, ctx, instant, print_json
+from consentgate.cli.context import check_member_id, check_watermark, console, ctx, instant, print_json
 from consentgate.decisions import member_state
 from consentgate.exceptions import NotFoundError
 from consentgate.ledger.database import migrate
-from consentgate.ledger.events import MAX_MEMBER_ID
 from consentgate.ledger.exports import export_events, export_state
 from consentgate.ledger.imports import ImportResult, import_members, import_settings
 from consentgate.ledger.state import MemberState
@@ -111,7 +110,9 @@ def ledger_export(
     typer_ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="File to write.")],
     fmt: Annotated[Format, typer.Option("--format", help="parquet or csv.")] = Format.parquet,
-    watermark: Annotated[int | None, typer.Option(help="Only events with seq <= this.", min=0)] = None,
+    watermark: Annotated[
+        int | None, typer.Option(help="Only events with seq <= this.", callback=check_watermark)
+    ] = None,
 ) -> None:
     """Export the event log, hashes included, so anyone can re-verify the chain."""
     rows = export_events(ctx(typer_ctx).ledger(), out, fmt=fmt.value, watermark=watermark)
@@ -124,7 +125,7 @@ def ledger_state(
     out: Annotated[Path, typer.Option(help="File to write.")],
     at: Annotated[str | None, typer.Option(help="As-of instant (ISO 8601; default now).")] = None,
     watermark: Annotated[
-        int | None, typer.Option(help="Ledger watermark (default: the head).", min=0)
+        int | None, typer.Option(help="Ledger watermark (default: the head).", callback=check_watermark)
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="parquet or csv.")] = Format.parquet,
 ) -> None:
@@ -200,10 +201,10 @@ def member_report(context: Any, state: MemberState) -> dict[str, Any]:
 @member_app.command("show")
 def member_show(
     typer_ctx: typer.Context,
-    member: Annotated[int, typer.Argument(metavar="M", help="Member id.", min=1, max=MAX_MEMBER_ID)],
+    member: Annotated[int, typer.Argument(metavar="M", help="Member id.", callback=check_member_id)],
     at: Annotated[str | None, typer.Option(help="As-of instant (ISO 8601; default now).")] = None,
     watermark: Annotated[
-        int | None, typer.Option(help="Ledger watermark (default: the head).", min=0)
+        int | None, typer.Option(help="Ledger watermark (default: the head).", callback=check_watermark)
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from consentgate.cli.context import console, ctx, instant, print_json
+from consentgate.cli.context import check_member_id, console, ctx, instant, print_json
 from consentgate.exceptions import InputError
-from consentgate.ledger.events import MAX_MEMBER_ID, Source
+from consentgate.ledger.events import Source
 from consentgate.ledger.state import ObjectionStatus
 from consentgate.objections import (
     decide_objection,
@@ -42,7 +42,7 @@ def _public(status: ObjectionStatus) -> dict[str, object]:
 @app.command("file")
 def file(
     typer_ctx: typer.Context,
-    member: Annotated[int, typer.Option(help="Member id.", min=1, max=MAX_MEMBER_ID)],
+    member: Annotated[int, typer.Option(help="Member id.", callback=check_member_id)],
     purposes: Annotated[
         str, typer.Option(help="Comma-separated purposes, e.g. genai.training,ads.personalization.")
     ],

@@ -12,9 +12,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from consentgate.cli.context import console, ctx, err_console, print_json
+from consentgate.cli.context import check_member_id, console, ctx, err_console, print_json
 from consentgate.exceptions import InputError
-from consentgate.ledger.events import MAX_MEMBER_ID
 from consentgate.web.accounts import AccountStore, Role
 from consentgate.web.body import DEFAULT_MAX_BODY
 
@@ -72,6 +71,14 @@ def serve(
             " and trusted for X-Forwarded-For (default: nobody)."
         ),
     ] = None,
+    rate_limit_store: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CONSENTGATE_RATE_LIMIT_STORE",
+            help="Keep the login rate limit in Redis (redis://host:6379/0) instead of the ledger's"
+            " database; shared by every worker and server that names the same store.",
+        ),
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -88,6 +95,8 @@ def serve(
     from consentgate.web.app import SERVE_ENV
 
     context = ctx(typer_ctx)
+    if rate_limit_store is not None:
+        _check_store(rate_limit_store)
     ledger = context.ledger()
     config = PortalConfig(
         db=context.db,
@@ -96,6 +105,7 @@ def serve(
         max_body_bytes=max_body,
         trusted_header=trusted_header,
         trusted_proxies=tuple(trusted_proxy) if trusted_proxy else ("127.0.0.1/32", "::1/128"),
+        rate_limit_store=rate_limit_store,
     )
     console.print(f"consentgate portal on http://{host}:{port}/  (ledger {context.db}; Ctrl-C stops)")
     # X-Forwarded-For counts only from proxies named with --trusted-proxy (default: nobody), so a
@@ -131,7 +141,7 @@ def account_create(
     typer_ctx: typer.Context,
     username: Annotated[str, typer.Argument(help="Login name.")],
     member: Annotated[
-        int | None, typer.Option(help="The member this login belongs to.", min=1, max=MAX_MEMBER_ID)
+        int | None, typer.Option(help="The member this login belongs to.", callback=check_member_id)
     ] = None,
     dpo: Annotated[bool, typer.Option("--dpo", help="A data-protection officer (console access).")] = False,
     language: Annotated[str | None, typer.Option(help="en or de (default: the browser's).")] = None,
@@ -228,3 +238,13 @@ def account_list(
             a.username, str(a.role), "" if a.member_id is None else str(a.member_id), a.language or ""
         )
     console.print(table)
+
+
+def _check_store(url: str) -> None:
+    """A store every server can share (Redis), and one that answers now: else no server starts."""
+    if not url.startswith(("redis://", "rediss://", "redis+unix://")):
+        raise InputError(f"--rate-limit-store: expected a redis:// or rediss:// URL, got {url!r}")
+    from limits.storage import storage_from_string
+
+    if not storage_from_string(url).check():
+        raise InputError(f"--rate-limit-store: {url} does not answer (is Redis running there?)")

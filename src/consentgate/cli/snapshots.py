@@ -15,9 +15,16 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from consentgate.cli.context import console, ctx, err_console, instant, print_json
+from consentgate.cli.context import (
+    check_member_id,
+    check_watermark,
+    console,
+    ctx,
+    err_console,
+    instant,
+    print_json,
+)
 from consentgate.exceptions import InputError
-from consentgate.ledger.events import MAX_MEMBER_ID
 from consentgate.snapshots.build import BuildRequest, BuildResult, ProgressFn, build_snapshot
 from consentgate.snapshots.lineage import member_lineage, model_debt, objection_debt
 from consentgate.snapshots.proof import MemberProof, prove_member
@@ -74,7 +81,10 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives OUT/<s
 EngineOpt = Annotated[EngineName, typer.Option("--engine", help="duckdb (embedded) or spark.")]
 MasterOpt = Annotated[str | None, typer.Option("--spark-master", help="Spark master URL (default local[*]).")]
 WatermarkOpt = Annotated[
-    int | None, typer.Option("--watermark", help="Ledger seq to read up to (default: the head).", min=0)
+    int | None,
+    typer.Option(
+        "--watermark", help="Ledger seq to read up to (default: the head).", callback=check_watermark
+    ),
 ]
 EventsOpt = Annotated[
     Path | None, typer.Option("--events-dir", help="Event mirror folder (default: next to the ledger).")
@@ -315,7 +325,7 @@ def verify(
 def prove(
     typer_ctx: typer.Context,
     snapshot_id: Annotated[str, typer.Argument(help="Snapshot id.")],
-    member: Annotated[int, typer.Option("--member", help="Member id.", min=1, max=MAX_MEMBER_ID)],
+    member: Annotated[int, typer.Option("--member", help="Member id.", callback=check_member_id)],
     as_json: JsonOpt = False,
 ) -> None:
     """Whether and why a member's data is in a snapshot, with the ledger events as evidence.
@@ -467,7 +477,7 @@ def model_list(typer_ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @lineage_app.command("member")
 def lineage_member(
     typer_ctx: typer.Context,
-    member_id: Annotated[int, typer.Argument(help="Member id.", min=1, max=MAX_MEMBER_ID)],
+    member_id: Annotated[int, typer.Argument(help="Member id.", callback=check_member_id)],
     as_json: JsonOpt = False,
 ) -> None:
     """The snapshots and models that hold a member's data: as-of, categories, record counts."""

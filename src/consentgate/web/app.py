@@ -18,7 +18,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consentgate import __version__
-from consentgate.exceptions import ConsentgateError, DebtOutstanding, LedgerError
+from consentgate.exceptions import ConsentgateError, DebtOutstanding
 from consentgate.ledger.store import Ledger
 from consentgate.policy import Timeline
 from consentgate.web import api, console, pages
@@ -104,8 +104,8 @@ def create_app(
 
     @app.exception_handler(ConsentgateError)
     async def domain_error(request: Request, exc: ConsentgateError) -> Response:
-        if isinstance(exc, LedgerError):
-            # The database is down, locked or closing: a client should retry, not give up.
+        if exc.status_code == 503:
+            # The database (or the rate-limit store) is down, locked or closing: retry, not give up.
             retry = {"retry-after": str(RETRY_AFTER)}
             if _wants_json(request):
                 problem = {

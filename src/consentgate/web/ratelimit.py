@@ -1,4 +1,11 @@
-"""Login rate limiting: at most N failed attempts per client and username within a sliding window."""
+"""Login rate limiting: at most N failed attempts per client and username within a sliding window.
+
+Three stores for one rule: ``LoginLimiter`` in the process (tests, one-process tools);
+``SharedLoginLimiter`` in the ledger's database (the portal's default: every worker and every server
+on one ledger count the same attempts); ``RedisLoginLimiter`` in Redis through the ``limits``
+library (``serve --rate-limit-store redis://…``), for a fleet that keeps its counters there. A store
+that cannot be reached refuses the login (503), it never lets an unlimited number of guesses through.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,22 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from typing import Protocol
 
 from sqlalchemy import Engine, delete, func, insert, select
 
+from consentgate.exceptions import ServiceUnavailable
 from consentgate.ledger.schema import login_failures
+
+
+class Limiter(Protocol):
+    def retry_after(self, client: str, username: str) -> int | None: ...
+    def failed(self, client: str, username: str) -> None: ...
+    def succeeded(self, client: str, username: str) -> None: ...
+
+
+def _name(username: str) -> str:
+    return username.strip().lower()[:128]
 
 
 class LoginLimiter:
@@ -67,7 +86,7 @@ class SharedLoginLimiter:
 
     @staticmethod
     def _key(client: str, username: str) -> tuple[str, str]:
-        return client[:64], username.strip().lower()[:128]
+        return client[:64], _name(username)
 
     def retry_after(self, client: str, username: str) -> int | None:
         who, name = self._key(client, username)
@@ -100,3 +119,43 @@ class SharedLoginLimiter:
                     login_failures.c.client == who, login_failures.c.username == name
                 )
             )
+
+
+class RedisLoginLimiter:
+    """The same limit in Redis (``limits``' moving window): for servers that do not share a ledger
+    database connection budget, or already keep their counters in Redis."""
+
+    def __init__(self, url: str, attempts: int, window_seconds: int) -> None:
+        from limits import RateLimitItemPerSecond
+        from limits.storage import storage_from_string
+        from limits.strategies import MovingWindowRateLimiter
+
+        self.url = url
+        self.item = RateLimitItemPerSecond(attempts, window_seconds, namespace="consentgate-login")
+        self.storage = storage_from_string(url, wrap_exceptions=True)
+        self.limiter = MovingWindowRateLimiter(self.storage)
+
+    def _unreachable(self, exc: Exception) -> ServiceUnavailable:
+        reason = " ".join(str(exc).split())[:200]
+        return ServiceUnavailable(f"the login rate-limit store is not reachable ({reason}); try again")
+
+    def retry_after(self, client: str, username: str) -> int | None:
+        try:
+            stats = self.limiter.get_window_stats(self.item, client[:64], _name(username))
+        except Exception as exc:  # limits wraps every storage error in one class
+            raise self._unreachable(exc) from exc
+        if stats.remaining > 0:
+            return None
+        return max(1, int(stats.reset_time - time.time()) + 1)
+
+    def failed(self, client: str, username: str) -> None:
+        try:
+            self.limiter.hit(self.item, client[:64], _name(username))
+        except Exception as exc:
+            raise self._unreachable(exc) from exc
+
+    def succeeded(self, client: str, username: str) -> None:
+        try:
+            self.limiter.clear(self.item, client[:64], _name(username))
+        except Exception as exc:
+            raise self._unreachable(exc) from exc

@@ -18,7 +18,7 @@ from consentgate.taxonomy import Taxonomy, load_taxonomy
 from consentgate.web.accounts import AccountStore
 from consentgate.web.body import DEFAULT_MAX_BODY
 from consentgate.web.i18n import Translations, load_translations
-from consentgate.web.ratelimit import SharedLoginLimiter
+from consentgate.web.ratelimit import Limiter, RedisLoginLimiter, SharedLoginLimiter
 from consentgate.web.writer import GroupCommitWriter
 
 
@@ -30,9 +30,9 @@ class PortalConfig:
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     """Signs session cookies. A random key (the default) logs everyone out on restart."""
     secure_cookies: bool = False
+    """Set the cookie's Secure flag (serve behind HTTPS)."""
     max_body_bytes: int = DEFAULT_MAX_BODY
     """The largest request body taken, on every route (``serve --max-body``); larger is a 413."""
-    """Set the cookie's Secure flag (serve behind HTTPS)."""
     session_hours: int = 8
     trusted_header: str | None = None
     """Single sign-on mode: the proxy puts the logged-in username in this header. Off by default."""
@@ -40,6 +40,9 @@ class PortalConfig:
     """Only requests from these networks may use ``trusted_header``."""
     login_attempts: int = 5
     login_window_seconds: int = 300
+    rate_limit_store: str | None = None
+    """``redis://…``: keep the login rate limit in Redis (``serve --rate-limit-store``); default: the
+    ledger's database."""
 
     def proxy_trusted(self, host: str | None) -> bool:
         if host is None:
@@ -66,11 +69,12 @@ class Portal:
         """Group commit for ``append``: its thread starts on first use; ``close()`` stops it."""
 
     @cached_property
-    def limiter(self) -> SharedLoginLimiter:
-        """In the database: the limit holds across --workers N and several servers on one ledger."""
-        return SharedLoginLimiter(
-            self.ledger.engine, self.config.login_attempts, self.config.login_window_seconds
-        )
+    def limiter(self) -> Limiter:
+        """Shared by every worker and server: in Redis when configured, else in the database."""
+        attempts, window = self.config.login_attempts, self.config.login_window_seconds
+        if self.config.rate_limit_store:
+            return RedisLoginLimiter(self.config.rate_limit_store, attempts, window)
+        return SharedLoginLimiter(self.ledger.engine, attempts, window)
 
     @cached_property
     def taxonomy(self) -> Taxonomy:
