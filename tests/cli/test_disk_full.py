@@ -89,3 +89,71 @@ def test_a_snapshot_build_on_a_full_disk_names_the_folder_and_publishes_nothing(
         "mirror=74" in done.stdout
         and f"error: cannot write {disk / 'events'}: No space left on device" in done.stderr
     )
+
+
+API_WRITE = """
+import os
+import sys
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from consentgate.ledger.store import Ledger
+from consentgate.web import PortalConfig, create_app
+from consentgate.web.accounts import AccountStore, Scope
+from tests.conftest import register
+
+disk = Path(sys.argv[1])
+ledger = Ledger.open(f"sqlite:///{disk / 'ledger.db'}", initialise=True)
+register(ledger, 1001, "DE")
+_, secret = AccountStore(ledger).create_token(name="writer", scopes=frozenset(Scope))
+client = TestClient(create_app(PortalConfig(db="(disk)", secret_key="k"), ledger=ledger))
+headers = {"authorization": f"Bearer {secret}"}
+
+
+def put(key: str) -> int:
+    url = "/api/v1/members/1001/settings/genai_improvement"
+    answer = client.put(url, json={"value": False}, headers={**headers, "idempotency-key": key})
+    print(key, answer.status_code, answer.headers.get("content-type"), answer.json().get("detail", ""))
+    return answer.status_code
+
+
+put("before")
+filler = disk / "filler"
+descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+try:  # fill the disk to the last byte
+    while True:
+        os.write(descriptor, b"x" * 4096)
+except OSError:
+    pass
+try:
+    while True:
+        os.write(descriptor, b"x")
+except OSError:
+    os.close(descriptor)
+for i in range(3):
+    put(f"full-{i}")
+filler.unlink()
+put("after")
+keys = {e.idempotency_key for e in ledger.member_events(1001)}
+print("stored", sorted(k.rsplit(":", 1)[1] for k in keys if k.startswith("api:")))
+print("verify", ledger.verify().ok)
+"""
+
+
+def test_an_api_write_on_a_full_disk_is_507_and_nothing_half_written(tmp_path: Path) -> None:
+    script = tmp_path / "api_write.py"
+    script.write_text(API_WRITE)
+    disk = tmp_path / "disk"
+    root = Path(__file__).resolve().parents[2]
+    done = in_small_disk(
+        disk, 4096, f"PYTHONPATH={shlex.quote(str(root))} {shlex.quote(sys.executable)} {script} {disk}"
+    )
+    assert "Traceback" not in done.stdout, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("before 200"), done.stdout + done.stderr
+    for line in lines[1:4]:
+        assert line.split()[1] == "507" and "application/problem+json" in line, done.stdout
+        assert "nothing was stored" in line
+    assert lines[4].startswith("after 200"), done.stdout
+    assert lines[5] == "stored ['after', 'before']" and lines[6] == "verify True", done.stdout
