@@ -120,8 +120,9 @@ def tables(result: BuildResult) -> list[pa.Table]:
     return [pq.read_table(p) for p in sorted((result.path / "records").iterdir())]
 
 
-def types(table: pa.Table) -> list[tuple[str, pa.DataType]]:
-    return [(f.name, f.type) for f in table.schema]
+def types(table: pa.Table) -> list[tuple[str, pa.DataType, bool]]:
+    """Name, type and nullability of every column: the engines must write one schema."""
+    return [(f.name, f.type, f.nullable) for f in table.schema]
 
 
 def assert_same(duck: BuildResult, spark: BuildResult, source: pa.Schema) -> None:
@@ -132,7 +133,7 @@ def assert_same(duck: BuildResult, spark: BuildResult, source: pa.Schema) -> Non
     duck_parts, spark_parts = tables(duck), tables(spark)
     assert len(duck_parts) == len(spark_parts)
     for d, s in zip(duck_parts, spark_parts, strict=True):
-        assert types(s) == types(d) == [(f.name, f.type) for f in source]
+        assert types(s) == types(d) == [(f.name, f.type, f.nullable) for f in source]
         assert s.sort_by("record_id").to_pylist() == d.sort_by("record_id").to_pylist()
     by_id = [pa.concat_tables(parts).sort_by("record_id") for parts in (duck_parts, spark_parts)]
     assert by_id[0].to_pylist() == by_id[1].to_pylist()

@@ -55,8 +55,7 @@ from consentgate.snapshots.build import (
 )
 from consentgate.snapshots.dataset import Dataset, InputFile, fingerprint
 from consentgate.snapshots.debt import DebtMember, debt_members, prepare, read_manifest
-from consentgate.snapshots.engines.base import Job
-from consentgate.snapshots.engines.duckdb_engine import LINEAGE_SCHEMA
+from consentgate.snapshots.engines.base import LINEAGE_SCHEMA, Job
 from consentgate.snapshots.integrity import (
     content_digest,
     snapshot_suffix,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from consentgate.snapshots.dataset import Dataset
@@ -15,6 +16,9 @@ ProgressFn = Callable[[int], None]
 """Called with the number of input records processed so far."""
 
 LINEAGE_COLUMNS = ("member_id", "category", "records")
+LINEAGE_SCHEMA = pa.schema([("member_id", pa.int64()), ("category", pa.string()), ("records", pa.int64())])
+"""``members.parquet`` as both engines write it: every column nullable, as Parquet's default and as
+the records' own columns are (a test compares the engines' schemas, nullability included)."""
 _GLOB = "\\{}[]*?"
 
 

@@ -29,9 +29,8 @@ import pyarrow.parquet as pq
 
 from consentgate.snapshots.dataset import damaged
 from consentgate.snapshots.eligibility import UNKNOWN_CATEGORY
-from consentgate.snapshots.engines.base import EngineOutput, Group, Job, ProgressFn
+from consentgate.snapshots.engines.base import LINEAGE_SCHEMA, EngineOutput, Group, Job, ProgressFn
 
-LINEAGE_SCHEMA = pa.schema([("member_id", pa.int64()), ("category", pa.string()), ("records", pa.int64())])
 ROW_GROUP_SIZE = 1_000_000
 BATCH_ROWS = 1 << 16
 DENSE_FACTOR = 4

@@ -338,7 +338,9 @@ class SparkEngine:
             lineage = (
                 spark.read.parquet(*(spark_uri(f) for f in out.record_files))
                 .groupBy(sf.col("member_id").cast("long").alias(member), sf.col("category").alias(category))
-                .agg(sf.count(sf.lit(1)).cast("long").alias(count))
+                # sum, not count: Spark marks a count NOT NULL, and members.parquet has one schema
+                # for both engines, every column nullable (LINEAGE_SCHEMA).
+                .agg(sf.sum(sf.lit(1)).cast("long").alias(count))
                 .repartition(1)
                 .sortWithinPartitions(member, category)
             )
