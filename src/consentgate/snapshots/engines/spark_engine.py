@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -89,6 +90,7 @@ def spark_session(master: str | None = None, extra: Mapping[str, str] | None = N
     already running (which keeps its master and static settings; the SQL settings are applied to it).
     """
     settings = {**SETTINGS, **(extra or {})}
+    check_master(master or DEFAULT_MASTER)
     with tempfile.TemporaryDirectory(prefix="consentgate-spark-") as folder:
         # Only errors on the console: the JVM reads this file once, while the session starts.
         log4j = Path(folder) / "log4j2.properties"
@@ -109,6 +111,28 @@ def spark_session(master: str | None = None, extra: Mapping[str, str] | None = N
         if key.startswith("spark.sql."):
             session.conf.set(key, value)
     return session
+
+
+def check_master(master: str, timeout: float = 3.0) -> None:
+    """A standalone master (``spark://host:port``, or several for high availability) must answer
+    before a session is tried: Spark itself retries an unreachable master for a minute and more and
+    then fails deep in the JVM. Other masters (``local[*]``, ``yarn``, ``k8s://…``) are Spark's."""
+    if not master.startswith("spark://"):
+        return
+    hosts = [h for h in master.removeprefix("spark://").split(",") if h]
+    tried: list[str] = []
+    for host in hosts:
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit():
+            raise InputError(f"--spark-master: expected spark://HOST:PORT, got {master!r}")
+        try:
+            with socket.create_connection((name.strip("[]"), int(port)), timeout=timeout):
+                return
+        except OSError as exc:
+            tried.append(f"{host}: {exc.strerror or exc}")
+    raise InputError(
+        f"--spark-master: no Spark master answers at {master} ({'; '.join(tried)}); nothing was built"
+    )
 
 
 def _quote(name: str) -> str:
