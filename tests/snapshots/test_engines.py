@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import socket
 import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,11 +22,17 @@ from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 
 from consentgate.decisions.engine import DecisionEngine
+from consentgate.exceptions import InputError
 from consentgate.ledger.store import Ledger
 from consentgate.objections import decide_objection, file_objection
 from consentgate.policy import load_timeline
 from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot
-from consentgate.snapshots.engines.spark_engine import DEFAULT_MASTER, SparkEngine, spark_session
+from consentgate.snapshots.engines.spark_engine import (
+    DEFAULT_MASTER,
+    SparkEngine,
+    check_master,
+    spark_session,
+)
 from consentgate.snapshots.refresh import RefreshRequest, refresh_snapshot
 from consentgate.taxonomy import load_taxonomy
 from tests.conftest import FixedClock, at, register, set_setting
@@ -356,3 +363,15 @@ def test_refresh_gives_the_same_snapshot_on_both_engines(
                 )
         finally:
             ledger.close()
+
+
+def test_a_standalone_master_is_checked_before_spark_starts() -> None:
+    """An answering master (here any listening socket) passes; high-availability lists pass when one
+    of them answers; a refused one is one error naming every address tried."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        check_master(f"spark://127.0.0.1:{port}")
+        check_master(f"spark://127.0.0.1:9,127.0.0.1:{port}")
+    check_master("local[2]")  # not a standalone master: Spark's to judge
+    with pytest.raises(InputError, match=r"no Spark master answers at spark://127\.0\.0\.1:9 "):
+        check_master("spark://127.0.0.1:9", timeout=1)
