@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -541,11 +542,13 @@ def test_openlineage_start_and_complete_with_the_consentgate_facet(
     assert (start["eventType"], complete["eventType"]) == ("START", "COMPLETE")
     assert start["run"]["runId"] == complete["run"]["runId"]  # type: ignore[index]
     inputs = {(d["namespace"], d["name"]) for d in complete["inputs"]}  # type: ignore[attr-defined]
-    assert ("file", str((net.root / "records").resolve())) in inputs
-    assert ("file", str(net.members_file.resolve())) in inputs
-    assert any(ns == "consentgate-ledger" and "ledger.db" in name for ns, name in inputs)
+    host = f"file://{socket.gethostname()}"  # OpenLineage's naming: the storage, then the path
+    assert (host, str((net.root / "records").resolve())) in inputs
+    assert (host, str(net.members_file.resolve())) in inputs
+    ledger_file = str(Path(str(sqlite_ledger.engine.url.database)).resolve())
+    assert (host, ledger_file) in inputs
     assert [(d["namespace"], d["name"]) for d in complete["outputs"]] == [  # type: ignore[attr-defined]
-        ("file", str(result.path.resolve()))
+        (host, str(result.path.resolve()))
     ]
     assert start["outputs"] == []
     facet = complete["run"]["facets"]["consentgate"]  # type: ignore[index]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import socket
 import sys
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -133,7 +134,9 @@ def test_each_read_is_an_openlineage_run_whose_input_is_the_built_snapshot(publi
             verified.read.watermark,
         )
         assert facet["policyId"] == "linkedin-2025-11"
-        assert [i["namespace"] for i in event["inputs"]] == ["file", "consentgate-ledger"]
+        # The snapshot's folder and the ledger's file, each named by its storage (OpenLineage naming).
+        assert [i["namespace"] for i in event["inputs"]] == [f"file://{socket.gethostname()}"] * 2
+        assert event["inputs"][1]["name"].endswith(".db")
     snapshot_input = events[1]["inputs"][0]["name"]
     built = json.loads((published.out / "openlineage.jsonl").read_text().splitlines()[1])
     assert built["eventType"] == "COMPLETE"

@@ -8,6 +8,7 @@ never inside one, so snapshot bytes stay deterministic).
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from openlineage.client.facet_v2 import RunFacet
 from openlineage.client.transport.file import FileConfig, FileTransport
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 from openlineage.client.uuid import generate_new_uuid
+from sqlalchemy.engine import make_url
 
 from consentgate import __version__
 from consentgate.exceptions import InputError, PublishError
@@ -125,13 +127,29 @@ def run_facet(
     )
 
 
+def file_namespace() -> str:
+    """OpenLineage's naming for a local file system, ``file://{host}``: two hosts' ``/data`` are
+    two datasets, not one."""
+    return f"file://{socket.gethostname()}"
+
+
 def ol_input(path: Path) -> InputDataset:
-    return InputDataset(namespace="file", name=str(path.resolve()))
+    return InputDataset(namespace=file_namespace(), name=str(path.resolve()))
 
 
 def ol_output(path: Path) -> OutputDataset:
-    return OutputDataset(namespace="file", name=str(path.resolve()))
+    return OutputDataset(namespace=file_namespace(), name=str(path.resolve()))
 
 
 def ledger_dataset(url: str) -> InputDataset:
-    return InputDataset(namespace="consentgate-ledger", name=url)
+    """The ledger's events table, named as OpenLineage names tables: on PostgreSQL
+    ``postgres://{host}:{port}`` and ``{database}.{schema}.events``; a SQLite ledger is a file."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        schema = "public"
+        for option in str(parsed.query.get("options", "")).split():
+            if option.startswith("-csearch_path="):
+                schema = option.removeprefix("-csearch_path=").split(",")[0]
+        namespace = f"postgres://{parsed.host or 'localhost'}:{parsed.port or 5432}"
+        return InputDataset(namespace=namespace, name=f"{parsed.database}.{schema}.events")
+    return InputDataset(namespace=file_namespace(), name=str(Path(parsed.database or "").resolve()))
