@@ -35,6 +35,13 @@ class ConsentgateError(Exception):
     status_code = 500
 
 
+def one_line(error: object, limit: int | None = None) -> str:
+    """``error``'s message on one line (drivers' span several: "Is the server running…"), cut to
+    ``limit`` characters with an ellipsis when given."""
+    text = " ".join(str(error).split())
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
 class InputError(ConsentgateError, ValueError):
     """Input that does not have the expected form."""
 

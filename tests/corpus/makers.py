@@ -8,7 +8,6 @@ types: int64, int32, string, bool, float64, date32, timestamp_us_utc, timestamp_
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -154,10 +153,6 @@ def alias_bomb(path: Path, levels: int) -> None:
         name, prior = chr(98 + i), chr(97 + i)
         lines.append(f"{name}: &{name} [{', '.join(['*' + prior] * 10)}]")
     path.write_text("\n".join(lines) + "\n", "utf-8")
-
-
-def json_text(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value), "utf-8")
 
 
 def zip_of(path: Path, members: dict[str, str]) -> None:

@@ -1,7 +1,8 @@
 """The bad-input corpus: load the cases of ``tests/corpus/*.yaml`` and run one against a ledger.
 
 A case is either a command line (``argv``) or an HTTP request (``http``), with the input it needs
-(``input``: a file from ``files/``, inline ``text``, or a generator from ``makers.py``), the exit
+(``input``: inline ``text`` or a generator from ``makers.py``; files kept in ``files/`` are named
+as ``{files}/NAME``), the exit
 status or HTTP status it must end in, and the words its message must contain (``says``). The
 format is described in ``tests/corpus/README.md``.
 
@@ -261,15 +262,13 @@ def _prepare_input(case: Case, tmp: Path) -> Path | None:
     if spec is None:
         return None
     path = tmp / str(spec.get("name", "input"))
-    if "file" in spec:
-        path.write_bytes((FILES / spec["file"]).read_bytes())
-    elif "text" in spec:
+    if "text" in spec:
         path.write_text(spec["text"], "utf-8")
     elif "make" in spec:
         maker: Callable[..., None] = getattr(makers, spec["make"])
         maker(path, **spec.get("args", {}))
     else:
-        raise ValueError(f"case {case.id}: input needs file, text or make")
+        raise ValueError(f"case {case.id}: input needs text or make")
     return path
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from consentgate.exceptions import ConsentgateError
+from consentgate.exceptions import ConsentgateError, one_line
 from consentgate.storage import database_unavailable, storage_refusal
 
 EXIT_INPUT = 2
@@ -129,11 +129,6 @@ def run(app: Callable[[], object], *, print_error: Callable[[str], None]) -> int
             return EXIT_IOERR
         where = _write_trace(exc, sys.argv[1:])
         trace = f"the full trace is in {where}" if where is not None else "no trace could be written"
-        print_error(f"error: unexpected failure ({type(exc).__name__}: {_short(exc)}); {trace}")
+        print_error(f"error: unexpected failure ({type(exc).__name__}: {one_line(exc, 160)}); {trace}")
         return EXIT_SOFTWARE
     return 0
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 160 else text[:159] + "…"

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from consentgate.exceptions import InputError, LedgerError, LedgerNotInitialised
+from consentgate.exceptions import InputError, LedgerError, LedgerNotInitialised, one_line
 from consentgate.storage import database_unavailable
 
 DEFAULT_URL = "sqlite:///consentgate.db"
@@ -35,11 +35,6 @@ def normalise_url(url: str) -> str:
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
-
-
-def one_line(error: object) -> str:
-    """Drivers' messages span lines ("Is the server running…"); the CLI prints one line."""
-    return " ".join(str(error).split())
 
 
 def sqlite_path(url: str) -> Path | None:

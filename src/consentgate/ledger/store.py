@@ -24,6 +24,7 @@ from consentgate.exceptions import (
     InputError,
     LedgerError,
     LedgerNotInitialised,
+    one_line,
 )
 from consentgate.ledger.anchors import Anchor
 from consentgate.ledger.database import (
@@ -32,7 +33,6 @@ from consentgate.ledger.database import (
     WRITE,
     create_ledger_engine,
     migrate,
-    one_line,
     require_schema,
     sqlite_path,
 )

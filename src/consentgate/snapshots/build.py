@@ -28,8 +28,7 @@ from openlineage.client.event_v2 import RunState
 
 from consentgate import __version__
 from consentgate.decisions.engine import DecisionEngine
-from consentgate.exceptions import ChainBroken, ConflictError, GuardMissing, InputError
-from consentgate.ledger.database import one_line
+from consentgate.exceptions import ChainBroken, ConflictError, GuardMissing, InputError, one_line
 from consentgate.ledger.mirror import EventMirror, default_mirror_dir, file_sha256
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots import openlineage as ol

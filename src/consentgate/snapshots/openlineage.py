@@ -25,7 +25,7 @@ from openlineage.client.uuid import generate_new_uuid
 from sqlalchemy.engine import make_url
 
 from consentgate import __version__
-from consentgate.exceptions import InputError, PublishError
+from consentgate.exceptions import InputError, PublishError, one_line
 from consentgate.timeutil import format_instant, now_utc
 
 NAMESPACE = "consentgate"
@@ -79,9 +79,9 @@ class LineageEmitter:
                 if isinstance(transport, HttpTransport)
                 else "the lineage log"
             )
-            reason = " ".join(str(exc).split())[:300]
             raise PublishError(
-                f"OpenLineage: the {state.value} event could not be delivered to {where} ({reason})"
+                f"OpenLineage: the {state.value} event could not be delivered to {where}"
+                f" ({one_line(exc, 300)})"
             ) from exc
 
 

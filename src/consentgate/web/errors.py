@@ -24,6 +24,7 @@ import secrets
 from markupsafe import escape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from consentgate.exceptions import one_line
 from consentgate.storage import database_unavailable, storage_refusal
 from consentgate.web.i18n import negotiate
 
@@ -119,8 +120,13 @@ class ErrorBoundary:
             down = not full and database_unavailable(exc) is not None
             method, where = scope.get("method", "?"), scope.get("path", "?")
             if full or down:  # the database's state, not a bug: one line each, no trace
-                reason = " ".join(str(exc).split())[:300]
-                log.warning("database refused [reference %s] on %s %s: %s", reference, method, where, reason)
+                log.warning(
+                    "database refused [reference %s] on %s %s: %s",
+                    reference,
+                    method,
+                    where,
+                    one_line(exc, 300),
+                )
             else:
                 log.exception("unexpected failure [reference %s] on %s %s", reference, method, where)
             if started:

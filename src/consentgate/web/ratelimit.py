@@ -12,12 +12,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from sqlalchemy import Engine, delete, func, insert, select
 
-from consentgate.exceptions import ServiceUnavailable
+from consentgate.exceptions import ServiceUnavailable, one_line
 from consentgate.ledger.schema import login_failures
 
 
@@ -27,8 +28,9 @@ class Limiter(Protocol):
     def succeeded(self, client: str, username: str) -> None: ...
 
 
-def _name(username: str) -> str:
-    return username.strip().lower()[:128]
+def _key(client: str, username: str) -> tuple[str, str]:
+    """What the limit counts by, in every store: the client and the username as typed, normalised."""
+    return client[:64], username.strip().lower()[:128]
 
 
 class LoginLimiter:
@@ -52,7 +54,7 @@ class LoginLimiter:
 
     def retry_after(self, client: str, username: str) -> int | None:
         """Seconds to wait if this client has used up its attempts for this username, else None."""
-        key = (client, username.strip().lower())
+        key = _key(client, username)
         with self._lock:
             stamps = self._recent(key)
             if len(stamps) < self.attempts:
@@ -61,11 +63,11 @@ class LoginLimiter:
 
     def failed(self, client: str, username: str) -> None:
         with self._lock:
-            self._recent((client, username.strip().lower())).append(self.clock())
+            self._recent(_key(client, username)).append(self.clock())
 
     def succeeded(self, client: str, username: str) -> None:
         with self._lock:
-            self._failures.pop((client, username.strip().lower()), None)
+            self._failures.pop(_key(client, username), None)
 
 
 class SharedLoginLimiter:
@@ -84,12 +86,8 @@ class SharedLoginLimiter:
     def _now(self) -> int:
         return int(self.clock() * 1_000_000)
 
-    @staticmethod
-    def _key(client: str, username: str) -> tuple[str, str]:
-        return client[:64], _name(username)
-
     def retry_after(self, client: str, username: str) -> int | None:
-        who, name = self._key(client, username)
+        who, name = _key(client, username)
         horizon = self._now() - self.window * 1_000_000
         with self.engine.connect() as conn:
             count, first = conn.execute(
@@ -104,7 +102,7 @@ class SharedLoginLimiter:
         return max(1, int((int(first) - horizon) / 1_000_000) + 1)
 
     def failed(self, client: str, username: str) -> None:
-        who, name = self._key(client, username)
+        who, name = _key(client, username)
         now = self._now()
         with self.engine.begin() as conn:
             conn.execute(insert(login_failures).values(client=who, username=name, at=now))
@@ -112,7 +110,7 @@ class SharedLoginLimiter:
             conn.execute(delete(login_failures).where(login_failures.c.at < now - self.window * 1_000_000))
 
     def succeeded(self, client: str, username: str) -> None:
-        who, name = self._key(client, username)
+        who, name = _key(client, username)
         with self.engine.begin() as conn:
             conn.execute(
                 delete(login_failures).where(
@@ -135,27 +133,27 @@ class RedisLoginLimiter:
         self.storage = storage_from_string(url, wrap_exceptions=True)
         self.limiter = MovingWindowRateLimiter(self.storage)
 
-    def _unreachable(self, exc: Exception) -> ServiceUnavailable:
-        reason = " ".join(str(exc).split())[:200]
-        return ServiceUnavailable(f"the login rate-limit store is not reachable ({reason}); try again")
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Any error of the store (``limits`` wraps them in one class) refuses the login: 503."""
+        try:
+            yield
+        except Exception as exc:
+            raise ServiceUnavailable(
+                f"the login rate-limit store is not reachable ({one_line(exc, 200)}); try again"
+            ) from exc
 
     def retry_after(self, client: str, username: str) -> int | None:
-        try:
-            stats = self.limiter.get_window_stats(self.item, client[:64], _name(username))
-        except Exception as exc:  # limits wraps every storage error in one class
-            raise self._unreachable(exc) from exc
+        with self._reachable():
+            stats = self.limiter.get_window_stats(self.item, *_key(client, username))
         if stats.remaining > 0:
             return None
         return max(1, int(stats.reset_time - time.time()) + 1)
 
     def failed(self, client: str, username: str) -> None:
-        try:
-            self.limiter.hit(self.item, client[:64], _name(username))
-        except Exception as exc:
-            raise self._unreachable(exc) from exc
+        with self._reachable():
+            self.limiter.hit(self.item, *_key(client, username))
 
     def succeeded(self, client: str, username: str) -> None:
-        try:
-            self.limiter.clear(self.item, client[:64], _name(username))
-        except Exception as exc:
-            raise self._unreachable(exc) from exc
+        with self._reachable():
+            self.limiter.clear(self.item, *_key(client, username))
