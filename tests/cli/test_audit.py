@@ -98,7 +98,7 @@ def register_snapshot(setup: Setup, snapshot_id: str, watermark: int, *, sha256:
         path=folder,
         registered_at=NOW,
     )
-    Registry(setup.ledger).register(entry, publish=lambda: None)
+    Registry(setup.ledger).register(entry, publish=lambda _conn: None)
 
 
 # -- keygen, checkpoint, verify ----------------------------------------------------------------------

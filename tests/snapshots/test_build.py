@@ -20,12 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import update
 
 from consentgate.decisions.engine import DecisionEngine, decide
 from consentgate.exceptions import ConsentgateError
 from consentgate.ledger.mirror import EventMirror
+from consentgate.ledger.schema import build_leases
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots.engines.duckdb_engine import DuckDBEngine
+from consentgate.snapshots.openlineage import FACET_KEY
 from consentgate.snapshots.registry import Registry
 from tests.conftest import FixedClock, at
 from tests.snapshots.conftest import (
@@ -343,6 +346,16 @@ def test_a_killed_build_leaves_nothing_visible_and_the_next_build_cleans_up(
         assert visible(out) == []
         assert Registry(ledger).snapshots() == []
 
+        # The killed build's lease is still running: the same build into the same OUT waits for it
+        # or says who holds it; its folder is not touched (it could be a live build on another host).
+        refused = cg(url, *args, cwd=tmp_path)
+        assert refused.returncode == 2, refused.stderr
+        assert "is in progress: lease" in refused.stderr and f"pid {process.pid} on" in refused.stderr
+        assert partial.is_dir()
+        # Once the lease has run out (not renewed for LEASE_SECONDS), the next build cleans up.
+        with ledger.engine.begin() as conn:
+            conn.execute(update(build_leases).values(expires_at=0))
+
         reference = build(ledger, engine, data, tmp_path / "reference", watermark=net.head)
         assert not reference.reproduced
         rebuilt = json.loads(_ok(cg(url, *args, cwd=tmp_path)))
@@ -551,14 +564,14 @@ def test_openlineage_start_and_complete_with_the_consentgate_facet(
         (host, str(result.path.resolve()))
     ]
     assert start["outputs"] == []
-    facet = complete["run"]["facets"]["consentgate"]  # type: ignore[index]
+    facet = complete["run"]["facets"][FACET_KEY]  # type: ignore[index]
     assert facet["policyId"] == "linkedin-2025-11"
     assert facet["policyVersion"] == result.manifest["policy"]["version"]
     assert facet["asOf"] == T_NEXT_DAY
     assert facet["watermark"] == net.watermark_early
     assert facet["purpose"] == "genai.training"
     assert facet["snapshotId"] == result.snapshot_id
-    assert start["run"]["facets"]["consentgate"]["watermark"] == net.watermark_early  # type: ignore[index]
+    assert start["run"]["facets"][FACET_KEY]["watermark"] == net.watermark_early  # type: ignore[index]
     job = complete["job"]
     assert isinstance(job, dict)
     assert (job["namespace"], job["name"]) == ("consentgate", "snapshot.genai.training")
@@ -578,7 +591,7 @@ def test_openlineage_start_and_fail_for_a_failed_build(
     assert (start["eventType"], fail["eventType"]) == ("START", "FAIL")
     assert start["run"]["runId"] == fail["run"]["runId"]  # type: ignore[index]
     assert fail["outputs"] == []
-    assert fail["run"]["facets"]["consentgate"]["asOf"] == T_NEXT_DAY  # type: ignore[index]
+    assert fail["run"]["facets"][FACET_KEY]["asOf"] == T_NEXT_DAY  # type: ignore[index]
 
 
 def test_created_at_in_nanoseconds_builds_the_same_snapshot(

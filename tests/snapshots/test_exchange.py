@@ -18,6 +18,7 @@ from consentgate.cli import app
 from consentgate.decisions.engine import DecisionEngine, decide
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots.build import BuildRequest, build_snapshot
+from consentgate.snapshots.openlineage import FACET_KEY
 from consentgate.snapshots.registry import Registry
 from tests.conftest import FixedClock, at
 from tests.snapshots.conftest import MakeNetwork
@@ -129,5 +130,5 @@ def test_openlineage_events_go_over_http_when_a_url_is_configured(
     events = [r["event"] for r in _Collector.received]
     assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
     assert {r["path"] for r in _Collector.received} == {"/api/v1/lineage"}
-    assert events[1]["run"]["facets"]["consentgate"]["snapshotId"] == built.snapshot_id
+    assert events[1]["run"]["facets"][FACET_KEY]["snapshotId"] == built.snapshot_id
     assert not (out / "openlineage.jsonl").exists()

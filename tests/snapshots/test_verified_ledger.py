@@ -225,7 +225,7 @@ def test_a_cut_tail_with_the_head_fixed_is_refused(scene: Scene) -> None:
     assert scene.ledger.verify().ok  # the chain alone cannot tell
     refused(scene, "warm", cold=False, seq=head - 2, problem="missing: the ledger has no event")
     registry = Registry(scene.ledger)
-    registry.register(_entry(scene.clean), publish=lambda: None)
+    registry.register(_entry(scene.clean), publish=lambda _conn: None)
     refused(scene, "cold", cold=True, seq=head - 2, problem="ledger ends at seq")
 
 
@@ -237,7 +237,7 @@ def test_a_recomputed_chain_is_refused(scene: Scene) -> None:
     put_guards_back(scene.ledger)
     assert scene.ledger.verify().ok
     refused(scene, "warm", cold=False, seq=seq, problem="the history was rewritten")
-    Registry(scene.ledger).register(_entry(scene.clean), publish=lambda: None)
+    Registry(scene.ledger).register(_entry(scene.clean), publish=lambda _conn: None)
     refused(scene, "cold", cold=True, seq=scene.net.head, problem=f"snapshot {scene.clean.snapshot_id}")
 
 

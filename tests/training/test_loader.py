@@ -33,6 +33,7 @@ from consentgate.exceptions import (
     TimestampError,
 )
 from consentgate.snapshots.lineage import member_lineage
+from consentgate.snapshots.openlineage import FACET_KEY
 from consentgate.snapshots.registry import Registry
 from consentgate.snapshots.training_runs import register_trained_model
 from consentgate.timeutil import format_instant, parse_instant
@@ -126,7 +127,7 @@ def test_each_read_is_an_openlineage_run_whose_input_is_the_built_snapshot(publi
     for event in events:
         check_run_event(event)
         assert (event["job"]["namespace"], event["job"]["name"]) == ("consentgate", "training.llm-finetune")
-        facet = event["run"]["facets"]["consentgate"]
+        facet = event["run"]["facets"][FACET_KEY]
         assert (facet["purpose"], facet["snapshotId"], facet["asOf"], facet["watermark"]) == (
             PURPOSE,
             published.snapshot_id,

@@ -501,7 +501,7 @@ def _register_snapshot(ledger: Ledger, folder: Path) -> SnapshotEntry:
         path=folder,
         registered_at=at("2026-01-02"),
     )
-    Registry(ledger).register(entry, publish=lambda: None)
+    Registry(ledger).register(entry, publish=lambda _conn: None)
     return entry
 
 

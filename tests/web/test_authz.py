@@ -249,7 +249,7 @@ def world(
             folder,
             NOW,
         ),
-        publish=lambda: None,
+        publish=lambda _conn: None,
     )
     registry.register_model(MODEL, [SNAPSHOT], at=NOW)
     return refs

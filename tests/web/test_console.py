@@ -402,7 +402,7 @@ def test_snapshot_and_model_debt(
         path=folder,
         registered_at=NOW,
     )
-    registry.register(entry, publish=lambda: None)
+    registry.register(entry, publish=lambda _conn: None)
     registry.register_model("model-a", ["snap-1"], at=NOW)
     set_setting(portal_ledger, MEMBER_A, "genai_improvement", False, "2025-06-01T00:00:00Z")
     login(client, "dpo")

@@ -185,7 +185,7 @@ def test_where_my_data_went_lists_snapshots_with_the_members_data(
         path=folder,
         registered_at=NOW,
     )
-    Registry(portal_ledger).register(entry, publish=lambda: None)
+    Registry(portal_ledger).register(entry, publish=lambda _conn: None)
     login(client, "anna")
     page = client.get("/data").text
     assert "genai.training-2025-11-04-abcdef123456" in page

@@ -113,6 +113,35 @@ training_reads = Table(
 )
 Index("ix_training_reads_snapshot", training_reads.c.snapshot_id)
 
+# Migration 0006: one lease per build in progress (renewed while it runs; only an expired lease's
+# folder is cleaned) and the OpenLineage outbox (events recorded with the build's state change).
+build_leases = Table(
+    "build_leases",
+    metadata,
+    Column("lease_id", String(32), primary_key=True),
+    Column("build_key", String(64), nullable=False, unique=True),
+    Column("folder", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", BigInteger, nullable=False),
+    Column("acquired_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+lineage_outbox = Table(
+    "lineage_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("target", Text, nullable=False),
+    Column("run_id", String(36), nullable=False),
+    Column("event_type", String(16), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", BigInteger, nullable=True),
+)
+Index("ix_lineage_outbox_pending", lineage_outbox.c.delivered_at, lineage_outbox.c.id)
+
 # The portal (migration 0003): login accounts and API service tokens. Only hashes are stored.
 accounts = Table(
     "accounts",

@@ -3,20 +3,20 @@
 The order of work: check the inputs; sync the ledger's event mirror up to W; compute eligibility
 once; let the engine write the eligible records and the lineage into a hidden ``.partial`` folder;
 write the manifest; then rename the folder to ``OUT/<snapshot_id>`` and register it in the same
-database transaction. A build that fails or is killed leaves only the hidden folder, which the
-next build in the same OUT removes; nothing is registered.
+database transaction. The hidden folder belongs to the build's lease (``snapshots.leases``): a
+build that fails removes it; one that is killed leaves it until its lease runs out, and a later
+build in the same OUT (on any host) removes it then; nothing is registered. OpenLineage events go
+through the outbox (``snapshots.outbox``): a lineage server that is down never fails a build.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,11 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from openlineage.client.event_v2 import RunState
+from sqlalchemy import Connection
 
 from consentgate import __version__
 from consentgate.decisions.engine import DecisionEngine
-from consentgate.exceptions import ChainBroken, ConflictError, GuardMissing, InputError, one_line
+from consentgate.exceptions import (
+    ChainBroken,
+    ConflictError,
+    ConsentgateError,
+    GuardMissing,
+    InputError,
+    one_line,
+)
 from consentgate.ledger.mirror import EventMirror, default_mirror_dir, file_sha256
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots import openlineage as ol
@@ -48,6 +55,7 @@ from consentgate.snapshots.integrity import (
 )
 from consentgate.snapshots.manifest import FORMAT, Counts, canonical_json, file_entry, tally
 from consentgate.snapshots.registry import Registry, SnapshotEntry
+from consentgate.snapshots.run import BuildRun
 from consentgate.storage import located
 from consentgate.timeutil import ensure_utc, format_instant, now_utc, to_micros
 
@@ -74,6 +82,8 @@ class BuildRequest:
     memory_limit: str = "1GB"
     reverify: bool = False
     """Re-read and re-verify every ledger event up to W, not only those the mirror has not verified."""
+    wait: float = 0.0
+    """Seconds to wait for another build of the same result into OUT before refusing."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,8 @@ class BuildResult:
     """True when an identical snapshot was already registered (same manifest bytes)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per phase (for benchmarks and the CLI; not part of the manifest)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the user should know that did not stop the build (lineage events left pending)."""
 
 
 def build_snapshot(
@@ -110,40 +122,34 @@ def build_snapshot(
         )
     dataset = open_dataset(request.data)
     out = make_out_folder(request.out)
-    remove_stale_partials(out)
-
     policy = engine.timeline.in_force(as_of)
     where = ledger.engine.url.render_as_string(hide_password=True)
-    emitter = ol.LineageEmitter(
-        ol.lineage_client(out, request.lineage_url),
+    run = BuildRun.begin(
+        ledger,
+        out=out,
+        kind=request.kind,
+        purpose=request.purpose,
+        as_of=as_of,
+        watermark=watermark,
+        policy=policy,
         job_name=f"{request.kind}.{request.purpose}",
         inputs=[
             ol.ol_input(dataset.root / "records"),
             *([] if dataset.members is None else [ol.ol_input(dataset.members.path)]),
             ol.ledger_dataset(where),
         ],
+        lineage_url=request.lineage_url,
+        wait=request.wait,
     )
-    facet = ol.run_facet(purpose=request.purpose, policy=policy, as_of=as_of, watermark=watermark)
-    emitter.emit(RunState.START, facet)
-    work = out / f".{request.kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
-    work.mkdir()
     try:
-        result = _build(request, dataset, ledger, engine, as_of, watermark, work, progress)
+        result = _build(request, dataset, ledger, engine, as_of, watermark, run, progress)
     except BaseException as exc:
-        shutil.rmtree(work, ignore_errors=True)
-        with contextlib.suppress(Exception):  # the failure being reported matters more
-            emitter.emit(RunState.FAIL, facet)
+        run.fail()
         if isinstance(exc, OSError):
             raise located(exc, out) from exc  # "cannot write OUT: No space left on device"
         raise
-    facet = ol.run_facet(
-        purpose=request.purpose,
-        policy=policy,
-        as_of=as_of,
-        watermark=watermark,
-        snapshot_id=result.snapshot_id,
-    )
-    emitter.emit(RunState.COMPLETE, facet, outputs=[ol.ol_output(result.path)])
+    run.done()
+    result.warnings.extend(run.warnings)
     return result
 
 
@@ -154,9 +160,10 @@ def _build(
     engine: DecisionEngine,
     as_of: datetime,
     watermark: int,
-    work: Path,
+    run: BuildRun,
     progress: ProgressFn | None,
 ) -> BuildResult:
+    work = run.folder
     watch = Stopwatch()
     lap = watch.lap
 
@@ -235,7 +242,7 @@ def _build(
     lap("manifest")
     fsync_tree(work)
     lap("fsync")
-    result = publish(request, ledger, manifest, body, work, snapshot_id, eligibility)
+    result = publish(request, ledger, manifest, body, run, snapshot_id, eligibility)
     lap("publish")
     result.timings.update(watch.timings)
     return result
@@ -388,13 +395,15 @@ def publish(
     ledger: Ledger,
     manifest: dict[str, Any],
     body: bytes,
-    work: Path,
+    run: BuildRun,
     snapshot_id: str,
     eligibility: Eligibility,
     *,
     derived_from: str | None = None,
 ) -> BuildResult:
-    """Rename ``work`` to ``OUT/<snapshot_id>`` and register it in one transaction (or reproduce)."""
+    """Rename the run's folder to ``OUT/<snapshot_id>`` and register it in one transaction (or
+    reproduce), ending the run's lease and recording its COMPLETE event in that same transaction."""
+    work = run.folder
     registry = Registry(ledger)
     final = request.out / snapshot_id
     sha = hashlib.sha256(body).hexdigest()
@@ -406,12 +415,14 @@ def publish(
                 f" ({existing.manifest_sha256[:12]}…, now {sha[:12]}…): the build is not reproducible;"
                 " nothing published"
             )
-        if final.exists():
-            shutil.rmtree(work)
-        else:
-            work.rename(final)
-            if not existing.path.exists():
-                registry.move(snapshot_id, final)
+        with ledger.engine.begin() as conn:
+            run.finish(conn, snapshot_id, final)
+            if final.exists():
+                shutil.rmtree(work)
+            else:
+                work.rename(final)
+                if not existing.path.exists():
+                    registry.move(snapshot_id, final, conn=conn)
         return BuildResult(snapshot_id, final, manifest, reproduced=True)
     twin = _same_inputs(registry, manifest)
     if twin is not None:
@@ -441,7 +452,8 @@ def publish(
         derived_from=derived_from,
     )
 
-    def publish() -> None:
+    def publish(conn: Connection) -> None:
+        run.finish(conn, snapshot_id, final)  # first: a build whose lease ran out publishes nothing
         if not final.exists():
             work.rename(final)
 
@@ -451,6 +463,8 @@ def publish(
         if final.exists() and not work.exists():
             final.rename(work)
         shutil.rmtree(work, ignore_errors=True)
+        if isinstance(exc, ConsentgateError):
+            raise
         raise InputError(f"registering {snapshot_id} failed, nothing published: {one_line(exc)}") from exc
     return BuildResult(snapshot_id, final, manifest, reproduced=False)
 
@@ -484,21 +498,6 @@ def make_out_folder(out: Path) -> Path:
         exc.add_note("create the --out folder")
         raise
     return out
-
-
-def remove_stale_partials(out: Path) -> None:
-    """Remove unpublished folders of builds whose process is gone (killed or crashed)."""
-    for folder in out.glob(".*.partial"):
-        try:
-            pid = int(folder.name.split("-")[1])
-        except (IndexError, ValueError):
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except PermissionError:
-            continue  # another user's live process
 
 
 def fsync_tree(folder: Path) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import attr
 from openlineage.client import OpenLineageClient
@@ -30,6 +30,15 @@ from consentgate.timeutil import format_instant, now_utc
 
 NAMESPACE = "consentgate"
 PRODUCER = f"https://github.com/consentgate/consentgate/tree/v{__version__}"
+FACET_KEY = "consentgate_run"
+"""The run facet's key, by the spec's rule for custom facets: ``{prefix}_{name}``."""
+FACET_SCHEMA = Path(__file__).parent / "schemas" / "ConsentgateRunFacet.json"
+"""The facet's JSON Schema, shipped in the package (and in the repository at every release tag)."""
+FACET_SCHEMA_URL = (
+    f"https://github.com/consentgate/consentgate/blob/v{__version__}/src/consentgate/snapshots/"
+    "schemas/ConsentgateRunFacet.json#/$defs/ConsentgateRunFacet"
+)
+"""``_schemaURL``: the shipped schema at this release's tag, as a JSON Pointer to the facet."""
 
 
 @attr.define
@@ -46,7 +55,7 @@ class ConsentgateRunFacet(RunFacet):
 
     @staticmethod
     def _get_schema() -> str:
-        return "https://consentgate.dev/spec/facets/1-0-0/ConsentgateRunFacet.json"
+        return FACET_SCHEMA_URL
 
 
 @dataclass
@@ -58,24 +67,30 @@ class LineageEmitter:
     inputs: list[InputDataset] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: str(generate_new_uuid()))
 
-    def emit(
+    def event(
         self, state: RunState, facet: ConsentgateRunFacet, outputs: list[OutputDataset] | None = None
-    ) -> None:
-        event = RunEvent(
+    ) -> RunEvent:
+        """The run event for ``state`` (recorded in the outbox by builds, sent at once by reads)."""
+        return RunEvent(
             eventType=state,
             eventTime=now_utc().isoformat(),
-            run=Run(runId=self.run_id, facets={"consentgate": facet}),
+            run=Run(runId=self.run_id, facets={FACET_KEY: facet}),
             job=Job(namespace=NAMESPACE, name=self.job_name),
             inputs=self.inputs,
             outputs=outputs or [],
             producer=PRODUCER,
         )
+
+    def emit(
+        self, state: RunState, facet: ConsentgateRunFacet, outputs: list[OutputDataset] | None = None
+    ) -> None:
+        """Send the event now (a training read: no read without its lineage); PublishError if not."""
         try:
-            self.client.emit(event)
+            self.client.emit(self.event(state, facet, outputs))
         except Exception as exc:  # the transport's own errors (requests', OSError): one line, not a trace
             transport = self.client.transport
             where = (
-                f"{transport.url}/{transport.endpoint}"
+                urljoin(transport.url, transport.endpoint)
                 if isinstance(transport, HttpTransport)
                 else "the lineage log"
             )
@@ -85,26 +100,39 @@ class LineageEmitter:
             ) from exc
 
 
-def lineage_client(out: Path, url: str | None) -> OpenLineageClient:
-    """The file log ``OUT/openlineage.jsonl``, or the HTTP endpoint of ``--lineage-url`` /
-    ``OPENLINEAGE_URL``: a base URL (``http://marquez:5000``, events go to ``/api/v1/lineage``) or the
-    endpoint itself (``http://host/api/v1/lineage``)."""
+def lineage_target(out: Path, url: str | None) -> str:
+    """Where a run's events go: the HTTP endpoint of ``--lineage-url`` / ``OPENLINEAGE_URL`` (a base
+    URL such as ``http://marquez:5000``, events go to ``/api/v1/lineage``, or the endpoint itself), or
+    the file log ``OUT/openlineage.jsonl`` (its absolute path)."""
     url = url or os.environ.get("OPENLINEAGE_URL")
-    if url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InputError(
-                f"--lineage-url: expected an http:// or https:// URL of an OpenLineage endpoint, got {url!r}"
-            )
-        base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-        endpoint = parts.path.strip("/") or "api/v1/lineage"
-        retry: dict[str, Any] = {"total": 3, "read": 3, "connect": 3, "backoff_factor": 0.3}
-        retry |= {"status_forcelist": [500, 502, 503, 504], "allowed_methods": ["HEAD", "POST"]}
-        return OpenLineageClient(
-            transport=HttpTransport(HttpConfig(url=base, endpoint=endpoint, timeout=5.0, retry=retry))
+    if not url:
+        return str((out / "openlineage.jsonl").resolve())
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(
+            f"--lineage-url: expected an http:// or https:// URL of an OpenLineage endpoint, got {url!r}"
         )
-    log = out / "openlineage.jsonl"
-    return OpenLineageClient(transport=FileTransport(FileConfig(log_file_path=str(log), append=True)))
+    endpoint = parts.path.strip("/") or "api/v1/lineage"
+    return urlunsplit((parts.scheme, parts.netloc, "/" + endpoint, "", ""))
+
+
+def client_for(target: str, *, retries: int = 0) -> OpenLineageClient:
+    """The client that delivers to ``target`` (see ``lineage_target``); HTTP retries ``retries``
+    times on connection errors and 5xx (the outbox retries on its own, so its clients do not)."""
+    parts = urlsplit(target)
+    if parts.scheme in ("http", "https"):
+        base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        retry: dict[str, Any] = {"total": retries, "read": retries, "connect": retries}
+        retry |= {"backoff_factor": 0.3, "status_forcelist": [500, 502, 503, 504]}
+        retry |= {"allowed_methods": ["HEAD", "POST"]}
+        config = HttpConfig(url=base, endpoint=parts.path.lstrip("/"), timeout=5.0, retry=retry)
+        return OpenLineageClient(transport=HttpTransport(config))
+    return OpenLineageClient(transport=FileTransport(FileConfig(log_file_path=target, append=True)))
+
+
+def lineage_client(out: Path, url: str | None) -> OpenLineageClient:
+    """A client that sends at once (with three retries) to ``lineage_target(out, url)``."""
+    return client_for(lineage_target(out, url), retries=3)
 
 
 def run_facet(

@@ -16,11 +16,9 @@ as-of) needs a build.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +28,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from openlineage.client.event_v2 import RunState
 
 from consentgate import __version__
 from consentgate.decisions.engine import DecisionEngine
@@ -49,7 +46,6 @@ from consentgate.snapshots.build import (
     make_engine,
     make_out_folder,
     publish,
-    remove_stale_partials,
     scratch_connection,
     verified_events,
 )
@@ -62,6 +58,7 @@ from consentgate.snapshots.integrity import (
 )
 from consentgate.snapshots.manifest import FORMAT, canonical_json, tally
 from consentgate.snapshots.registry import Registry, SnapshotEntry
+from consentgate.snapshots.run import BuildRun
 from consentgate.timeutil import ensure_utc, format_instant, to_micros
 
 CHECKS = (
@@ -90,6 +87,8 @@ class RefreshRequest:
     lineage_url: str | None = None
     memory_limit: str = "1GB"
     reverify: bool = False
+    wait: float = 0.0
+    """Seconds to wait for another refresh of the same snapshot into OUT before refusing."""
 
 
 @dataclass(frozen=True)
@@ -209,7 +208,6 @@ def refresh_snapshot(
         )
     manifest = read_manifest(source)
     out = make_out_folder(request.out or source.path.parent)
-    remove_stale_partials(out)
     build_request = BuildRequest(
         data=source.path,
         purpose=source.purpose,
@@ -224,30 +222,30 @@ def refresh_snapshot(
         memory_limit=request.memory_limit,
         reverify=request.reverify,
     )
-    policy = engine.timeline.in_force(at)
-    emitter = ol.LineageEmitter(
-        ol.lineage_client(out, request.lineage_url),
+    run = BuildRun.begin(
+        ledger,
+        out=out,
+        kind="refresh",
+        purpose=source.purpose,
+        as_of=at,
+        watermark=watermark,
+        policy=engine.timeline.in_force(at),
         job_name=f"refresh.{source.purpose}",
         inputs=[
             ol.ol_input(source.path),
             ol.ledger_dataset(ledger.engine.url.render_as_string(hide_password=True)),
         ],
+        lineage_url=request.lineage_url,
+        wait=request.wait,
+        subject=f"{source.purpose} from {source.snapshot_id}",
     )
-    facet = ol.run_facet(purpose=source.purpose, policy=policy, as_of=at, watermark=watermark)
-    emitter.emit(RunState.START, facet)
-    work = out / f".refresh-{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
-    work.mkdir()
     try:
-        result = _refresh(build_request, source, manifest, ledger, engine, at, watermark, work, progress)
+        result = _refresh(build_request, source, manifest, ledger, engine, at, watermark, run, progress)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        with contextlib.suppress(Exception):
-            emitter.emit(RunState.FAIL, facet)
+        run.fail()
         raise
-    facet = ol.run_facet(
-        purpose=source.purpose, policy=policy, as_of=at, watermark=watermark, snapshot_id=result.snapshot_id
-    )
-    emitter.emit(RunState.COMPLETE, facet, outputs=[ol.ol_output(result.build.path)])
+    run.done()
+    result.build.warnings.extend(run.warnings)
     return result
 
 
@@ -259,9 +257,10 @@ def _refresh(
     engine: DecisionEngine,
     at: datetime,
     watermark: int,
-    work: Path,
+    run: BuildRun,
     progress: ProgressFn | None,
 ) -> RefreshResult:
+    work = run.folder
     watch = Stopwatch()
     lap = watch.lap
 
@@ -393,7 +392,7 @@ def _refresh(
         ledger,
         manifest,
         body,
-        work,
+        run,
         snapshot_id,
         relation.eligibility,
         derived_from=source.snapshot_id,

@@ -183,8 +183,8 @@ class Registry:
         with self.ledger.engine.connect() as conn:
             return [SnapshotEntry.from_row(r) for r in conn.execute(query)]
 
-    def register(self, entry: SnapshotEntry, *, publish: Callable[[], None]) -> None:
-        """Insert ``entry`` and call ``publish`` inside the same transaction.
+    def register(self, entry: SnapshotEntry, *, publish: Callable[[Connection], None]) -> None:
+        """Insert ``entry`` and call ``publish`` (with the connection) inside the same transaction.
 
         If publishing fails, nothing is registered; if the commit fails after publishing, the
         caller's ``publish`` must be undone by the caller (it sees the exception).
@@ -200,13 +200,16 @@ class Registry:
         values["derived_from"] = entry.derived_from
         with self.ledger.engine.begin() as conn:
             conn.execute(insert(snapshots).values(**values))
-            publish()
+            publish(conn)
 
-    def move(self, snapshot_id: str, path: Path) -> None:
-        with self.ledger.engine.begin() as conn:
-            conn.execute(
-                update(snapshots).where(snapshots.c.snapshot_id == snapshot_id).values(path=str(path))
-            )
+    def move(self, snapshot_id: str, path: Path, *, conn: Connection | None = None) -> None:
+        """Record that ``snapshot_id`` is now at ``path`` (in ``conn``'s transaction, if given)."""
+        statement = update(snapshots).where(snapshots.c.snapshot_id == snapshot_id).values(path=str(path))
+        if conn is not None:
+            conn.execute(statement)
+            return
+        with self.ledger.engine.begin() as own:
+            own.execute(statement)
 
     # -- models --------------------------------------------------------------------------------
 
