@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -191,3 +193,35 @@ def test_the_bulk_digest_equals_the_event_digest(
     assert bulk == event_digest(
         seq, member_id, kind, key, value, effective_at, recorded_at, source, actor, idempotency_key, prev_hash
     )
+
+
+def test_writes_after_a_mirror_sync_stay_visible_to_other_processes(tmp_path: Path) -> None:
+    """The ADBC reader carries its own SQLite; closing it used to drop this process's SQLite locks,
+    so another process that closed the database last deleted the write-ahead log, and this process's
+    next commit (an opt-out) went into the deleted log: lost to every other process."""
+    db = tmp_path / "ledger.db"
+    ledger = Ledger.open(f"sqlite:///{db}", clock=FixedClock(), initialise=True)
+    try:
+        populate(ledger, range(1, 4))
+        head, _ = ledger.head()
+        for _ in range(2):  # a portal or a build syncs more than once
+            EventMirror(ledger, tmp_path / "events").sync(ledger.head()[0])
+        count = "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])"
+        other = subprocess.run(
+            [sys.executable, "-c", count, str(db), "SELECT max(seq) FROM events"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert int(other.stdout) == head  # another process opened and closed the database
+        set_setting(ledger, 1, "genai_improvement", False, "2025-11-10T00:00:00Z")
+        other = subprocess.run(
+            [sys.executable, "-c", count, str(db), "SELECT max(seq) FROM events"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert int(other.stdout) == head + 1, "the write after the sync is not visible to other processes"
+        assert db.with_name("ledger.db-wal").exists()
+    finally:
+        ledger.close()

@@ -1,4 +1,7 @@
-"""``snapshot build|list|show|verify|prove``, ``gate``, ``model register|list``, ``lineage member|debt``."""
+"""``snapshot build|list|show|verify|prove``, ``gate``, ``model register|list``, ``lineage member|debt|send``.
+
+The build commands print their warnings (lineage events left pending) on stderr.
+"""
 
 from __future__ import annotations
 
@@ -24,9 +27,11 @@ from consentgate.cli.context import (
     instant,
     print_json,
 )
-from consentgate.exceptions import InputError
+from consentgate.exceptions import InputError, PublishError
+from consentgate.snapshots import outbox
 from consentgate.snapshots.build import BuildRequest, BuildResult, ProgressFn, build_snapshot
 from consentgate.snapshots.lineage import member_lineage, model_debt, objection_debt
+from consentgate.snapshots.openlineage import client_for
 from consentgate.snapshots.proof import MemberProof, prove_member
 from consentgate.snapshots.refresh import RefreshRequest, refresh_snapshot
 from consentgate.snapshots.registry import Registry
@@ -96,6 +101,14 @@ LineageOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0,
+        help="Seconds to wait for another build of the same result into OUT (default: refuse at once).",
+    ),
+]
 ReverifyOpt = Annotated[
     bool,
     typer.Option(
@@ -119,9 +132,23 @@ def _build(typer_ctx: typer.Context, kind: str, purpose: str, **options: object)
         result = build_snapshot(request, ledger=context.ledger(), engine=context.engine, progress=progress)
         seconds = time.monotonic() - started
     if as_json:
-        print_json({**result.manifest, "path": str(result.path), "reproduced": result.reproduced})
-        return
-    _summary(result, seconds)
+        print_json(
+            {
+                **result.manifest,
+                "path": str(result.path),
+                "reproduced": result.reproduced,
+                "warnings": result.warnings,
+            }
+        )
+    else:
+        _summary(result, seconds)
+    _warn(result.warnings)
+
+
+def _warn(warnings: list[str]) -> None:
+    """What did not stop the build, on stderr (JSON output stays one document on stdout)."""
+    for warning in warnings:
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
 
 
 def _summary(result: BuildResult, seconds: float) -> None:
@@ -161,6 +188,7 @@ def build(
     events_dir: EventsOpt = None,
     lineage_url: LineageOpt = None,
     reverify: ReverifyOpt = False,
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a consent-filtered snapshot of DATA for PURPOSE as of T (atomic, reproducible)."""
@@ -177,6 +205,7 @@ def build(
         events_dir=events_dir,
         lineage_url=lineage_url,
         reverify=reverify,
+        wait=wait,
         as_json=as_json,
     )
 
@@ -193,6 +222,7 @@ def gate(
     events_dir: EventsOpt = None,
     lineage_url: LineageOpt = None,
     reverify: ReverifyOpt = False,
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Gate inbound affiliate data: keep only what members' settings and regions allow."""
@@ -209,6 +239,7 @@ def gate(
         events_dir=events_dir,
         lineage_url=lineage_url,
         reverify=reverify,
+        wait=wait,
         as_json=as_json,
     )
 
@@ -229,6 +260,7 @@ def refresh(
     events_dir: EventsOpt = None,
     lineage_url: LineageOpt = None,
     reverify: ReverifyOpt = False,
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Derive a snapshot from SNAPSHOT_ID without the members in debt at --as-of (no raw data read).
@@ -247,14 +279,23 @@ def refresh(
         events_dir=events_dir,
         lineage_url=lineage_url,
         reverify=reverify,
+        wait=wait,
     )
     with _progress() as progress:
         started = time.monotonic()
         result = refresh_snapshot(request, ledger=context.ledger(), engine=context.engine, progress=progress)
         seconds = time.monotonic() - started
     m = result.build.manifest
+    _warn(result.build.warnings)
     if as_json:
-        print_json({**m, "path": str(result.build.path), "reproduced": result.build.reproduced})
+        print_json(
+            {
+                **m,
+                "path": str(result.build.path),
+                "reproduced": result.build.reproduced,
+                "warnings": result.build.warnings,
+            }
+        )
         return
     verb = (
         "reproduced (byte-identical to the registered snapshot)" if result.build.reproduced else "published"
@@ -532,3 +573,30 @@ def lineage_debt(
         )
     if len(debts) > 50:
         console.print(f"  … and {len(debts) - 50:,} more (use --json for all)")
+
+
+@lineage_app.command("send")
+def lineage_send(
+    typer_ctx: typer.Context,
+    attempts: Annotated[
+        int, typer.Option("--attempts", min=1, max=20, help="Tries per event before giving up for now.")
+    ] = 5,
+    backoff: Annotated[
+        float, typer.Option("--backoff", min=0, help="Seconds before the second try; doubled after each.")
+    ] = 1.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deliver the OpenLineage events that builds left pending (exit 2 while some stay pending)."""
+    ledger = ctx(typer_ctx).ledger()
+    result = outbox.deliver(ledger, client_for, attempts=attempts, backoff=backoff)
+    if as_json:
+        print_json({"delivered": result.delivered, "pending": result.pending, "errors": result.errors})
+    else:
+        console.print(f"delivered {result.delivered:,} OpenLineage event(s)")
+        for target, n in sorted(result.pending.items()):
+            console.print(f"pending   {n:,} for {target}: {result.errors.get(target, 'not tried')}")
+    if result.pending_total:
+        raise PublishError(
+            f"{result.pending_total} OpenLineage event(s) still pending; run `consentgate lineage send`"
+            " again when the endpoint answers"
+        )

@@ -33,6 +33,8 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -384,7 +386,8 @@ class EventMirror:
                 )
             return
         sql = f"SELECT {', '.join(MIRROR_COLUMNS)} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq"
-        with adbc_sqlite.connect(f"{path.resolve().as_uri()}?mode=ro") as conn, conn.cursor() as cursor:
+        conn, lock = _adbc_reader(path)
+        with lock, conn.cursor() as cursor:
             cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(CHUNK_ROWS)})
             cursor.execute(sql, (after, upto))
             for batch in cursor.fetch_record_batch():
@@ -411,6 +414,36 @@ class EventMirror:
                     writer.write_batch(batch)
         tmp.replace(self.folder / name)
         return Segment(name, first, last, segments[-1].last_hash, file_sha256(self.folder / name))
+
+
+_READERS: OrderedDict[Path, tuple[adbc_sqlite.Connection, threading.Lock]] = OrderedDict()
+_READERS_LOCK = threading.Lock()
+READERS_KEPT = 32
+"""ADBC connections kept open per process (one per SQLite file, least recently used dropped)."""
+
+
+def _adbc_reader(path: Path) -> tuple[adbc_sqlite.Connection, threading.Lock]:
+    """The process's read-only ADBC connection to the SQLite file ``path``, opened once and kept.
+
+    The ADBC driver carries its own copy of SQLite. POSIX releases *every* lock a process holds on a
+    file when *any* of its descriptors of that file is closed, and SQLite can only work around that
+    among connections of one library copy: closing an ADBC connection silently dropped the locks of
+    the process's other (sqlite3) connections, so another process closing the database last deleted
+    the write-ahead log under them, and their later commits were lost to every other process. A
+    connection that is never closed never drops them.
+    """
+    key = path.resolve()
+    with _READERS_LOCK:
+        reader = _READERS.get(key)
+        if reader is None:
+            # autocommit: each read is its own transaction, no snapshot is held between syncs
+            conn = adbc_sqlite.connect(f"{key.as_uri()}?mode=ro", autocommit=True)
+            reader = (conn, threading.Lock())
+            _READERS[key] = reader
+            while len(_READERS) > READERS_KEPT:  # a file this process stopped using long ago
+                _READERS.popitem(last=False)[1][0].close()
+        _READERS.move_to_end(key)
+        return reader
 
 
 class _ChainCheck:

@@ -123,8 +123,9 @@ def client_for(target: str, *, retries: int = 0) -> OpenLineageClient:
     if parts.scheme in ("http", "https"):
         base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
         retry: dict[str, Any] = {"total": retries, "read": retries, "connect": retries}
-        retry |= {"backoff_factor": 0.3, "status_forcelist": [500, 502, 503, 504]}
-        retry |= {"allowed_methods": ["HEAD", "POST"]}
+        if retries:
+            retry |= {"backoff_factor": 0.3, "status_forcelist": [500, 502, 503, 504]}
+            retry |= {"allowed_methods": ["HEAD", "POST"]}
         config = HttpConfig(url=base, endpoint=parts.path.lstrip("/"), timeout=5.0, retry=retry)
         return OpenLineageClient(transport=HttpTransport(config))
     return OpenLineageClient(transport=FileTransport(FileConfig(log_file_path=target, append=True)))

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import requests
+import urllib3
 from openlineage.client.client import OpenLineageClient
 from openlineage.client.event_v2 import RunEvent
 from openlineage.client.serde import Serde
@@ -127,7 +129,7 @@ def deliver(
         if error is None:
             result.delivered += 1
         else:
-            log.warning("OpenLineage event %s for %s not delivered: %s", row_id, target, error)
+            log.info("OpenLineage event %s for %s not delivered: %s", row_id, target, error)
             blocked.add(target)
             result.errors[target] = error
             result.pending[target] = result.pending.get(target, 0) + 1
@@ -156,5 +158,22 @@ def _send(
             client.transport.emit(cast(RunEvent, json.loads(body)))
             return None
         except Exception as exc:  # requests', urllib3's and the file transport's errors alike
-            error = one_line(exc, 300)
+            error = reason(exc)
     return error
+
+
+def reason(exc: BaseException) -> str:
+    """Why a delivery failed, in a few words: ``HTTP 500 Internal Server Error``, ``connection
+    refused``, ``no answer within 5 s``; else the error's own first line."""
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code} {exc.response.reason}".strip()
+    if isinstance(exc, requests.Timeout):
+        return "no answer within 5 s"
+    if isinstance(exc, requests.ConnectionError):
+        inner = exc.args[0] if exc.args else None
+        cause = getattr(getattr(inner, "reason", None), "__cause__", None) or getattr(inner, "reason", None)
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+        if isinstance(cause, urllib3.exceptions.ResponseError):
+            return "the endpoint kept answering with a server error"
+    return one_line(exc, 300)

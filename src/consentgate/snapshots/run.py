@@ -118,7 +118,4 @@ class BuildRun:
             log.warning("reading the lineage outbox failed: %s", exc)
             return
         warning = result.warning()
-        if warning is not None and warning not in self.warnings:
-            self.warnings.append(warning)
-        if warning is None:
-            self.warnings.clear()  # delivered after all (COMPLETE took START with it)
+        self.warnings = [] if warning is None else [warning]  # the latest state of the outbox
