@@ -162,6 +162,12 @@ class EngineOutputError(ProofError):
     """An engine's output files are missing, or hold other rows than its counts say."""
 
 
+class EngineFailure(ConsentgateError):
+    """The engine itself failed (a Spark job, stage or executor): one line, the trace in a log file."""
+
+    status_code = 502
+
+
 class AnchorMismatch(ChainBroken):
     """The chain verifies by itself but disagrees with a record of it kept outside the database.
 

@@ -8,14 +8,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from consentgate import crashlog
 from consentgate.cli import boundary
 from consentgate.exceptions import InputError
 
 
 def run(fail: BaseException | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[int, list[str]]:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv(boundary.LOG_FILE_ENV, raising=False)
-    boundary.set_log_file(None)
+    monkeypatch.delenv(crashlog.LOG_FILE_ENV, raising=False)
+    crashlog.set_log_file(None)
     lines: list[str] = []
 
     def command() -> None:
@@ -47,7 +48,7 @@ def test_an_unexpected_failure_is_one_line_exit_70_and_a_trace_in_the_cache(
 def test_log_file_chooses_where_the_trace_goes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     chosen = tmp_path / "logs" / "consentgate.log"
-    boundary.set_log_file(chosen)
+    crashlog.set_log_file(chosen)
     lines: list[str] = []
 
     def command() -> None:
@@ -56,7 +57,7 @@ def test_log_file_chooses_where_the_trace_goes(monkeypatch: pytest.MonkeyPatch, 
     try:
         assert boundary.run(command, print_error=lines.append) == 70
     finally:
-        boundary.set_log_file(None)
+        crashlog.set_log_file(None)
     assert lines[0].endswith(str(chosen)) and "KeyError" in chosen.read_text()
 
 

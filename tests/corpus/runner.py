@@ -38,6 +38,7 @@ from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
 from fastapi.testclient import TestClient
 
+from consentgate import crashlog
 from consentgate.cli import app as cli_app
 from consentgate.cli import boundary
 from consentgate.ledger.commands import member_drafts
@@ -318,10 +319,10 @@ def _run_cli(case: Case, values: dict[str, str], tmp: Path) -> tuple[int, str, d
         argv = ["--db", values["db"], *argv]
     lines: list[str] = []
     stdout, stderr = io.StringIO(), io.StringIO()
-    names = ("XDG_CACHE_HOME", "COLUMNS", boundary.LOG_FILE_ENV, "CORPUS_PASSWORD")
+    names = ("XDG_CACHE_HOME", "COLUMNS", crashlog.LOG_FILE_ENV, "CORPUS_PASSWORD")
     saved = {k: os.environ.get(k) for k in names}
     os.environ.update({"XDG_CACHE_HOME": str(tmp / "cache"), "COLUMNS": "200", "CORPUS_PASSWORD": PASSWORD})
-    os.environ.pop(boundary.LOG_FILE_ENV, None)
+    os.environ.pop(crashlog.LOG_FILE_ENV, None)
     try:
         with redirect_stdout(stdout), redirect_stderr(stderr):
             code = boundary.run(lambda: cli_app(args=argv, prog_name="consentgate"), print_error=lines.append)

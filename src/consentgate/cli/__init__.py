@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from consentgate import __version__
+from consentgate import __version__, crashlog
 from consentgate.cli import (
     audit,
     boundary,
@@ -83,7 +83,7 @@ def root(
         Path | None,
         typer.Option(
             "--log-file",
-            envvar=boundary.LOG_FILE_ENV,
+            envvar=crashlog.LOG_FILE_ENV,
             help="Where the trace of an unexpected failure goes (default: under ~/.cache/consentgate).",
         ),
     ] = None,
@@ -92,7 +92,7 @@ def root(
     ] = False,
 ) -> None:
     """consentgate: policies, a consent ledger and decisions that say why."""
-    boundary.set_log_file(log_file)
+    crashlog.set_log_file(log_file)
     boundary.set_database(db)
     typer_ctx.obj = Context(db=db, policy_dirs=list(policy_dir or []), builtin_policies=builtin_policies)
     typer_ctx.call_on_close(typer_ctx.obj.close)

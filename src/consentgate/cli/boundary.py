@@ -20,12 +20,9 @@ import contextlib
 import errno
 import os
 import sys
-import tempfile
-import traceback
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 
+from consentgate.crashlog import write_trace
 from consentgate.exceptions import ConsentgateError, one_line
 from consentgate.storage import database_unavailable, storage_refusal
 
@@ -34,9 +31,6 @@ EXIT_SOFTWARE = 70
 EXIT_IOERR = 74
 EXIT_UNAVAILABLE = 69
 EXIT_INTERRUPTED = 130
-
-LOG_FILE_ENV = "CONSENTGATE_LOG_FILE"
-_log_file: Path | None = None
 
 _READING = frozenset({errno.ENOENT, errno.EISDIR, errno.ENOTDIR})
 
@@ -48,37 +42,6 @@ def set_database(url: str | None) -> None:
     """``--db``: named when the database refuses a write."""
     global _db
     _db = url
-
-
-def set_log_file(path: Path | None) -> None:
-    """``--log-file``: where the trace of an unexpected failure goes (set by the root callback)."""
-    global _log_file
-    _log_file = path
-
-
-def crash_folder() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "consentgate" / "crash"
-
-
-def _write_trace(exc: BaseException, argv: list[str]) -> Path | None:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    text = f"consentgate {' '.join(argv)}\n{stamp} pid {os.getpid()}\n\n" + "".join(
-        traceback.format_exception(type(exc), exc, exc.__traceback__)
-    )
-    chosen = _log_file or (Path(os.environ[LOG_FILE_ENV]) if os.environ.get(LOG_FILE_ENV) else None)
-    candidates = [chosen] if chosen is not None else []
-    candidates += [crash_folder() / f"crash-{stamp}-{os.getpid()}.log"]
-    candidates += [Path(tempfile.gettempdir()) / f"consentgate-crash-{stamp}-{os.getpid()}.log"]
-    for path in candidates:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(text + "\n")
-            return path
-        except OSError:
-            continue
-    return None
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -127,7 +90,7 @@ def run(app: Callable[[], object], *, print_error: Callable[[str], None]) -> int
             ledger = f" {_db}" if _db else ""
             print_error(f"error: cannot write the ledger{ledger}: {refused}; nothing was changed")
             return EXIT_IOERR
-        where = _write_trace(exc, sys.argv[1:])
+        where = write_trace(exc, sys.argv[1:])
         trace = f"the full trace is in {where}" if where is not None else "no trace could be written"
         print_error(f"error: unexpected failure ({type(exc).__name__}: {one_line(exc, 160)}); {trace}")
         return EXIT_SOFTWARE

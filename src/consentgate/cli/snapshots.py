@@ -30,6 +30,7 @@ from consentgate.cli.context import (
 from consentgate.exceptions import InputError, PublishError
 from consentgate.snapshots import outbox
 from consentgate.snapshots.build import BuildRequest, BuildResult, ProgressFn, build_snapshot
+from consentgate.snapshots.engines.base import parse_spark_conf
 from consentgate.snapshots.lineage import member_lineage, model_debt, objection_debt
 from consentgate.snapshots.openlineage import client_for
 from consentgate.snapshots.proof import MemberProof, prove_member
@@ -85,6 +86,14 @@ AsOfOpt = Annotated[str, typer.Option("--as-of", help="The instant the snapshot 
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives OUT/<snapshot_id>/.")]
 EngineOpt = Annotated[EngineName, typer.Option("--engine", help="duckdb (embedded) or spark.")]
 MasterOpt = Annotated[str | None, typer.Option("--spark-master", help="Spark master URL (default local[*]).")]
+SparkConfOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--spark-conf",
+        help="A Spark setting KEY=VALUE (repeatable), e.g. spark.executor.memory=4g; recorded in the"
+        " manifest (secret-looking values redacted).",
+    ),
+]
 WatermarkOpt = Annotated[
     int | None,
     typer.Option(
@@ -116,6 +125,12 @@ ReverifyOpt = Annotated[
         help="Re-read and re-verify every ledger event up to the watermark, not only new ones.",
     ),
 ]
+
+
+def _spark_conf(engine: EngineName, pairs: list[str] | None) -> dict[str, str]:
+    if pairs and engine != EngineName.spark:
+        raise InputError("--spark-conf: only with --engine spark")
+    return parse_spark_conf(pairs or [])
 
 
 def _build(typer_ctx: typer.Context, kind: str, purpose: str, **options: object) -> None:
@@ -184,6 +199,7 @@ def build(
     out: OutOpt,
     engine: EngineOpt = EngineName.duckdb,
     spark_master: MasterOpt = None,
+    spark_conf: SparkConfOpt = None,
     watermark: WatermarkOpt = None,
     events_dir: EventsOpt = None,
     lineage_url: LineageOpt = None,
@@ -201,6 +217,7 @@ def build(
         out=out,
         engine=engine.value,
         spark_master=spark_master,
+        spark_conf=_spark_conf(engine, spark_conf),
         watermark=watermark,
         events_dir=events_dir,
         lineage_url=lineage_url,
@@ -218,6 +235,7 @@ def gate(
     purpose: Annotated[str, typer.Option("--purpose", help="Inbound purpose.")] = "ads.affiliate_data",
     engine: EngineOpt = EngineName.duckdb,
     spark_master: MasterOpt = None,
+    spark_conf: SparkConfOpt = None,
     watermark: WatermarkOpt = None,
     events_dir: EventsOpt = None,
     lineage_url: LineageOpt = None,
@@ -235,6 +253,7 @@ def gate(
         out=out,
         engine=engine.value,
         spark_master=spark_master,
+        spark_conf=_spark_conf(engine, spark_conf),
         watermark=watermark,
         events_dir=events_dir,
         lineage_url=lineage_url,
@@ -256,6 +275,7 @@ def refresh(
     ] = None,
     engine: EngineOpt = EngineName.duckdb,
     spark_master: MasterOpt = None,
+    spark_conf: SparkConfOpt = None,
     watermark: WatermarkOpt = None,
     events_dir: EventsOpt = None,
     lineage_url: LineageOpt = None,
@@ -275,6 +295,7 @@ def refresh(
         out=out,
         engine=engine.value,
         spark_master=spark_master,
+        spark_conf=_spark_conf(engine, spark_conf),
         watermark=watermark,
         events_dir=events_dir,
         lineage_url=lineage_url,

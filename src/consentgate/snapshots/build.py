@@ -41,7 +41,7 @@ from consentgate.ledger.store import Ledger
 from consentgate.snapshots import openlineage as ol
 from consentgate.snapshots.dataset import Dataset, check_values, open_dataset
 from consentgate.snapshots.eligibility import Eligibility, compute_eligibility
-from consentgate.snapshots.engines.base import EngineOutput, Job, SnapshotEngine
+from consentgate.snapshots.engines.base import EngineOutput, Job, SnapshotEngine, recorded_conf
 from consentgate.snapshots.engines.duckdb_engine import DuckDBEngine
 from consentgate.snapshots.integrity import (
     LineageTotals,
@@ -76,6 +76,8 @@ class BuildRequest:
     engine: str = "duckdb"
     watermark: int | None = None
     spark_master: str | None = None
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    """``--spark-conf``: cluster settings; recorded (secrets redacted) in the manifest's identity."""
     kind: str = "snapshot"
     events_dir: Path | None = None
     lineage_url: str | None = None
@@ -360,6 +362,7 @@ def _identity(
             "records": [f.to_dict(dataset.root) for f in dataset.records],
             "members": None if dataset.members is None else dataset.members.to_dict(dataset.root),
         },
+        **engine_settings(request),
     }
     seed = {
         **identity,
@@ -371,6 +374,14 @@ def _identity(
     seed["tool_version"] = __version__  # a newer writer may lay out bytes differently
     identity["digest"] = hashlib.sha256(canonical_json(seed)).hexdigest()
     return identity
+
+
+def engine_settings(request: BuildRequest) -> dict[str, Any]:
+    """``{"engine_settings": …}`` when ``--spark-conf`` gave any (part of the identity: another
+    cluster setting is another build), else nothing (the manifests of builds without stay as they were)."""
+    if request.engine != "spark" or not request.spark_conf:
+        return {}
+    return {"engine_settings": recorded_conf(request.spark_conf)}
 
 
 def make_engine(request: BuildRequest, con: duckdb.DuckDBPyConnection, work: Path) -> SnapshotEngine:
@@ -387,7 +398,7 @@ def make_engine(request: BuildRequest, con: duckdb.DuckDBPyConnection, work: Pat
         f"COPY (SELECT * FROM member_class ORDER BY member_id) TO '{folder / 'member_class.parquet'}'"
     )
     con.execute(f"COPY (SELECT * FROM rules ORDER BY class_id, category) TO '{folder / 'rules.parquet'}'")
-    return SparkEngine(master=request.spark_master)
+    return SparkEngine(master=request.spark_master, conf=request.spark_conf)
 
 
 def publish(

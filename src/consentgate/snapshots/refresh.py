@@ -20,7 +20,7 @@ import hashlib
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from consentgate.snapshots.build import (
     ProgressFn,
     Stopwatch,
     checked_outputs,
+    engine_settings,
     fsync_tree,
     make_engine,
     make_out_folder,
@@ -83,6 +84,7 @@ class RefreshRequest:
     engine: str = "duckdb"
     watermark: int | None = None
     spark_master: str | None = None
+    spark_conf: dict[str, str] = field(default_factory=dict)
     events_dir: Path | None = None
     lineage_url: str | None = None
     memory_limit: str = "1GB"
@@ -216,6 +218,7 @@ def refresh_snapshot(
         engine=request.engine,
         watermark=watermark,
         spark_master=request.spark_master,
+        spark_conf=request.spark_conf,
         kind=source.kind,
         events_dir=request.events_dir,
         lineage_url=request.lineage_url,
@@ -343,6 +346,7 @@ def _refresh(
         "governing_settings": list(relation.eligibility.governing),
         "derived_from": derived_from,
         "inputs": {"records": [f.to_dict(source.path) for f in dataset.records], "members": None},
+        **engine_settings(request),
     }
     seed = {
         **identity,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -10,6 +11,7 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from consentgate.exceptions import InputError
 from consentgate.snapshots.dataset import Dataset
 
 ProgressFn = Callable[[int], None]
@@ -20,6 +22,49 @@ LINEAGE_SCHEMA = pa.schema([("member_id", pa.int64()), ("category", pa.string())
 """``members.parquet`` as both engines write it: every column nullable, as Parquet's default and as
 the records' own columns are (a test compares the engines' schemas, nullability included)."""
 _GLOB = "\\{}[]*?"
+FIXED_SPARK_SETTINGS = frozenset(
+    {
+        "spark.sql.session.timeZone",
+        "spark.sql.caseSensitive",
+        "spark.sql.parquet.outputTimestampType",
+        "spark.sql.parquet.compression.codec",
+        "spark.sql.parquet.datetimeRebaseModeInRead",
+        "spark.sql.parquet.datetimeRebaseModeInWrite",
+        "spark.sql.parquet.int96RebaseModeInRead",
+        "spark.sql.parquet.int96RebaseModeInWrite",
+        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs",
+        "spark.hadoop.parquet.enable.summary-metadata",
+    }
+)
+"""The Spark engine's settings that ``--spark-conf`` cannot change."""
+
+
+REDACT = re.compile(r"(?i)secret|password|token|access[.]?key|credential")
+"""Setting names whose values a manifest never holds (Spark's own ``spark.redaction.regex``, and more)."""
+
+
+def parse_spark_conf(pairs: Sequence[str]) -> dict[str, str]:
+    """``--spark-conf KEY=VALUE`` (repeatable) as a dict; a malformed pair is named."""
+    conf: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.startswith("spark.") or any(c.isspace() for c in key):
+            raise InputError(
+                f"--spark-conf: expected KEY=VALUE with a Spark setting name (spark.…), got {pair!r}"
+            )
+        if key in FIXED_SPARK_SETTINGS:
+            raise InputError(
+                f"--spark-conf: {key} is set by consentgate (the snapshot's rows, types or bytes depend"
+                " on it) and cannot be changed"
+            )
+        conf[key] = value
+    return conf
+
+
+def recorded_conf(conf: Mapping[str, str]) -> dict[str, str]:
+    """``conf`` as the manifest records it: values of secret-looking names redacted."""
+    return {k: ("<redacted>" if REDACT.search(k) else v) for k, v in sorted(conf.items())}
 
 
 def spark_uri(path: Path) -> str:

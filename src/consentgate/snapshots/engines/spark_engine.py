@@ -9,7 +9,9 @@ rows are in a fixed order, Spark's Parquet writer adds no time or host, and ``ca
 sorts the one list that parquet-mr writes in a per-JVM order.
 
 Limits: the dataset and OUT must be on a file system that the driver and every executor see under
-the same path (local disk for ``local[*]``; a shared mount on a cluster). Spark has no unsigned
+the same path (local disk for ``local[*]``; a shared mount on a cluster). The eligibility tables are
+sent from the driver. An executor whose output the driver cannot see (a private disk) fails the
+build with a clear error and nothing published, never an empty or short snapshot. Spark has no unsigned
 integers, nanosecond timestamps or large strings: a payload column of type ``uint8/16/32`` comes
 back as the next wider signed integer, ``uint64`` as ``decimal(20, 0)``, ``large_string`` as
 ``string``, ``timestamp[ms]`` as ``timestamp[us]`` (same instants), and ``timestamp[ns]`` is
@@ -20,19 +22,27 @@ names are case-sensitive, as in the input files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import re
 import shutil
 import socket
+import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from py4j.protocol import Py4JError
+from pyspark import SparkContext
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as sf
 
-from consentgate.exceptions import EngineOutputError, InputError
+from consentgate.crashlog import crash_folder, write_trace
+from consentgate.exceptions import EngineFailure, EngineOutputError, InputError
 from consentgate.snapshots.engines.base import (
     LINEAGE_COLUMNS,
     EngineOutput,
@@ -86,11 +96,13 @@ appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
 
 
 def spark_session(master: str | None = None, extra: Mapping[str, str] | None = None) -> SparkSession:
-    """The process's Spark session: created with ``SETTINGS`` (and ``extra``) on ``master``, or the one
-    already running (which keeps its master and static settings; the SQL settings are applied to it).
+    """The process's Spark session: created with ``SETTINGS`` (and ``extra``, ``--spark-conf``) on
+    ``master``, or the one already running (which keeps its master and static settings; the SQL
+    settings, ours and ``extra``'s, are applied to it).
     """
     settings = {**SETTINGS, **(extra or {})}
     check_master(master or DEFAULT_MASTER)
+    check_java()
     with tempfile.TemporaryDirectory(prefix="consentgate-spark-") as folder:
         # Only errors on the console: the JVM reads this file once, while the session starts.
         log4j = Path(folder) / "log4j2.properties"
@@ -100,17 +112,130 @@ def spark_session(master: str | None = None, extra: Mapping[str, str] | None = N
         for key, value in {**settings, _JAVA_OPTIONS: options.strip()}.items():
             builder = builder.config(key, value)
         try:
-            session = builder.getOrCreate()
+            with jvm_output():
+                session = builder.getOrCreate()
         except Exception as exc:  # py4j and the JVM raise many kinds; the user needs one sentence
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(
-                f"--engine spark: cannot start Spark on {master or DEFAULT_MASTER} ({first});"
-                " PySpark 4 needs Java 17 or newer (Debian: apt-get install default-jre-headless)"
+            log = write_trace(exc, sys.argv[1:])
+            raise EngineFailure(
+                f"--engine spark: cannot start Spark on {master or DEFAULT_MASTER} ({first[:300]});"
+                " PySpark 4 needs Java 17 or newer (Debian: apt-get install default-jre-headless);"
+                f" {_trace_note(log)}"
             ) from exc
-    for key, value in SETTINGS.items():
+    for key, value in settings.items():
         if key.startswith("spark.sql."):
             session.conf.set(key, value)
     return session
+
+
+JVM_LOG: Path | None = None
+"""The file the driver JVM of this process writes its own output to (set when it starts)."""
+
+
+@contextlib.contextmanager
+def jvm_output() -> Iterator[None]:
+    """Start the driver JVM with its stdout and stderr on a log file, not the user's terminal:
+    the JVM keeps the descriptors it was started with, so the terminal gets consentgate's lines
+    only (Spark's banner, its warnings and its task errors go to the file). Falls back to the
+    terminal when no log file can be made."""
+    global JVM_LOG
+    if SparkContext._gateway is not None:  # the JVM runs already: nothing is started
+        yield
+        return
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = crash_folder().parent / "spark" / f"driver-{stamp}-{os.getpid()}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        JVM_LOG = path
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, log):
+            os.close(fd)
+
+
+def check_java() -> None:
+    """PySpark starts ``$JAVA_HOME/bin/java`` or the ``java`` on PATH; without one it fails with
+    "Java gateway process exited" and nothing else."""
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(Path(home) / "bin" / "java", os.X_OK):
+        return
+    if shutil.which("java") is None:
+        where = f"JAVA_HOME={home} has no bin/java" if home else "JAVA_HOME is not set"
+        raise InputError(
+            f"--engine spark needs a Java runtime (17 or newer): {where} and no java is on PATH"
+            " (Debian: apt-get install default-jre-headless); nothing was built"
+        )
+
+
+def _trace_note(log: Path | None) -> str:
+    return f"the full trace is in {log}" if log is not None else "no trace could be written"
+
+
+_STAGE = re.compile(r"in stage (\d+(?:\.\d+)?)")
+_EXECUTOR = re.compile(r"\(([^()\s]+) executor ([\w.-]+)\)")
+_LOST = re.compile(r"executor ([\w.-]+) exited|ExecutorLostFailure \(executor ([\w.-]+)")
+_JAVA = re.compile(r"^(?::\s*)?((?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error)\b:?.*)$", re.M)
+_CAUSED = re.compile(r"^Caused by: (.*)$", re.M)
+_LOST_TASK = re.compile(r"most recent failure: (Lost task .*?\)): (.*)$", re.M)
+
+
+def describe_failure(exc: BaseException, doing: str) -> str:
+    """One line for a failed Spark job: what was being done, the stage and executor when Spark
+    names them, the failure, and its deepest cause (``java.io.FileNotFoundException: File … does
+    not exist``)."""
+    text = str(exc)
+    parts = [f"--engine spark: {doing} failed"]
+    stage = _STAGE.search(text)
+    if stage:
+        parts.append(f"in stage {stage[1]}")
+    executor = _EXECUTOR.search(text)
+    lost = _LOST.search(text)
+    if executor:
+        parts.append(f"on executor {executor[2]} ({executor[1]})")
+    elif lost:
+        parts.append(f"on executor {lost[1] or lost[2]}")
+    task = _LOST_TASK.search(text)
+    java = _JAVA.search(text)
+    if task:
+        what = task[2]
+    elif java:
+        what = java[1]
+    else:
+        what = next((ln for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    what = re.sub(r"^org\.apache\.spark\.SparkException: ", "", what)
+    causes = _CAUSED.findall(text)
+    if causes and causes[-1] not in what:
+        what = f"{what[:300]} (caused by {causes[-1][:300]})"
+    if lost and "exited" in text:
+        what = f"the executor was lost: {what}"
+    flat = re.sub(r"\s+", " ", what).strip()
+    return " ".join(parts) + f": {flat[:700]}"
+
+
+def spark_failure(exc: BaseException, doing: str) -> EngineFailure:
+    """The one-line error for a Spark failure, its full trace (Python's and the JVM's) in a log."""
+    driver = f"the Spark driver's own log is {JVM_LOG}" if JVM_LOG is not None else ""
+    log = write_trace(exc, sys.argv[1:], detail=driver)
+    return EngineFailure(f"{describe_failure(exc, doing)}; nothing published; {_trace_note(log)}")
+
+
+def from_spark(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of the JVM or py4j (not one of consentgate's own errors)."""
+    return isinstance(exc, Py4JError | PySparkException)
 
 
 def check_master(master: str, timeout: float = 3.0) -> None:
@@ -258,24 +383,39 @@ class SparkEngine:
 
     name = "spark"
 
-    def __init__(self, master: str | None = None, batch_files: int = 64) -> None:
+    def __init__(
+        self, master: str | None = None, batch_files: int = 64, conf: Mapping[str, str] | None = None
+    ) -> None:
         self.master = master or DEFAULT_MASTER
         self.batch_files = batch_files
+        self.conf = dict(conf or {})
 
     def run(self, job: Job, progress: ProgressFn | None = None) -> EngineOutput:
-        spark = spark_session(self.master)
+        spark = spark_session(self.master, self.conf)
+        self.doing = "reading the input"
+        try:
+            return self._run(spark, job, progress)
+        except Exception as exc:
+            if not from_spark(exc):
+                raise
+            raise spark_failure(exc, self.doing) from exc
+
+    def _run(self, spark: SparkSession, job: Job, progress: ProgressFn | None) -> EngineOutput:
         records = job.out / "records"
         records.mkdir(parents=True)
         scratch = job.out / "_scratch" / "spark"
         scratch.mkdir(parents=True, exist_ok=True)
+        # The eligibility tables go to the executors from the driver (as Arrow), not through OUT:
+        # an executor needs to see only the input files and the output folder.
         member_file = job.eligibility / "member_class.parquet"
-        member_class = spark.read.parquet(spark_uri(member_file)).select(
+        classes = pq.read_table(member_file)
+        member_class = spark.createDataFrame(classes).select(
             sf.col("member_id").cast("long").alias("__cg_member"), sf.col("class_id").alias("__cg_class")
         )
-        if pq.ParquetFile(member_file).metadata.num_rows <= BROADCAST_MAX_MEMBERS:
+        if classes.num_rows <= BROADCAST_MAX_MEMBERS:
             member_class = sf.broadcast(member_class)
         rules = sf.broadcast(
-            spark.read.parquet(spark_uri(job.eligibility / "rules.parquet"))
+            spark.createDataFrame(pq.read_table(job.eligibility / "rules.parquet"))
             .where(sf.col("allowed"))
             .select(sf.col("class_id").alias("__cg_rule_class"), sf.col("category").alias("__cg_rule_cat"))
         )
@@ -290,6 +430,7 @@ class SparkEngine:
         # The groups first: they say how many rows each output file must hold, so a file whose
         # task output never reached OUT is an error, not "no eligible rows".
         groups_by_file: list[list[Group]] = [[] for _ in inputs]
+        self.doing = "counting the input records per member class and category"
         for r in (
             _union([frame.select("member_id", "category", "created_at", _FILE) for frame in inputs])
             .join(member_class, sf.col("member_id").cast("long") == sf.col("__cg_member"), "left")
@@ -319,6 +460,10 @@ class SparkEngine:
         for first in range(0, len(inputs), self.batch_files):
             batch = inputs[first : first + self.batch_files]
             folder = scratch / f"batch-{first:05d}"
+            names = [f.path.name for f in job.dataset.records[first : first + len(batch)]]
+            self.doing = f"writing the eligible records of {', '.join(names[:3])}" + (
+                f" and {len(names) - 3} more files" if len(names) > 3 else ""
+            )
             # A join does not keep input order; sorting by the row's position in its file does.
             (
                 _union(batch)
@@ -358,6 +503,7 @@ class SparkEngine:
             if progress is not None:
                 progress(done)
         if job.lineage:
+            self.doing = "writing the lineage (members.parquet)"
             member, category, count = LINEAGE_COLUMNS
             lineage = (
                 spark.read.parquet(*(spark_uri(f) for f in out.record_files))
