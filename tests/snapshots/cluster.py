@@ -20,14 +20,10 @@ from pathlib import Path
 
 import pyspark
 
+from tests.helpers import free_port
+
 SPARK_HOME = Path(pyspark.__file__).parent
 SPARK_CLASS = SPARK_HOME / "bin" / "spark-class"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def can_unshare() -> bool:

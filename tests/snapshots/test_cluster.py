@@ -29,6 +29,7 @@ from consentgate.decisions.engine import DecisionEngine
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots.registry import Registry
 from tests.conftest import FixedClock
+from tests.helpers import one_error_line
 from tests.snapshots.cluster import Cluster, can_unshare
 from tests.snapshots.conftest import T_NEXT_DAY, MakeNetwork, build, visible
 
@@ -90,15 +91,6 @@ def same_as_duckdb(result: subprocess.CompletedProcess[str], reference: Path) ->
     assert records.num_rows == built["counts"]["records_included"] > 0
 
 
-def refused(result: subprocess.CompletedProcess[str]) -> str:
-    """One ``error:`` line, exit 2, no traceback; returns the line."""
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr  # nothing else
-    assert "Traceback" not in result.stderr and "py4j" not in result.stderr.lower(), result.stderr
-    return lines[0]
-
-
 def test_a_shared_out_builds_on_the_cluster_what_duckdb_builds(
     ledger: Ledger,
     engine: DecisionEngine,
@@ -139,13 +131,13 @@ def test_an_executor_writing_to_its_own_disk_never_publishes_a_short_snapshot(
         same_as_duckdb(either, reference.path)
         out = private / "snapshots-2"
     else:
-        assert re.search(missing, refused(either))
+        assert re.search(missing, one_error_line(either))
     cluster.kill_worker("shared")
     try:
         alone = spark_build(ledger, cluster, net.root, out, "--watermark", str(net.head))
     finally:
         cluster.add_worker("shared")
-    line = refused(alone)
+    line = one_error_line(alone)
     assert re.search(rf"part-\d+\.parquet: [\d,]+ {missing}", line), line
     assert visible(out) == [] and [p.name for p in out.iterdir() if p.name.endswith(".partial")] == []
     published = {e.snapshot_id for e in Registry(ledger).snapshots()}
@@ -177,7 +169,7 @@ def test_executors_that_cannot_read_the_input_fail_in_one_line_with_the_trace_in
         result = spark_build(ledger, cluster, net.root, out, "--watermark", str(net.head))
     finally:
         cluster.add_worker("shared")
-    line = refused(result)
+    line = one_error_line(result)
     # Which job fails first depends on Spark (the footers are read by a job of its own); the
     # line names the phase and the file.
     assert re.match(r"error: --engine spark: (reading|counting) the input.* failed", line), line
@@ -232,6 +224,6 @@ def test_a_worker_lost_mid_build_gives_the_right_snapshot_or_nothing(
     if result.returncode == 0:
         same_as_duckdb(result, reference.path)
     else:
-        line = refused(result)
+        line = one_error_line(result)
         assert "nothing published" in line
         assert visible(out) == []

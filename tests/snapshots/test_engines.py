@@ -27,10 +27,14 @@ from consentgate.ledger.store import Ledger
 from consentgate.objections import decide_objection, file_objection
 from consentgate.policy import load_timeline
 from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapshot
+from consentgate.snapshots.engines.base import FIXED_SPARK_SETTINGS, parse_spark_conf, recorded_conf
 from consentgate.snapshots.engines.spark_engine import (
     DEFAULT_MASTER,
+    SETTINGS,
     SparkEngine,
+    check_java,
     check_master,
+    describe_failure,
     spark_session,
 )
 from consentgate.snapshots.refresh import RefreshRequest, refresh_snapshot
@@ -375,3 +379,48 @@ def test_a_standalone_master_is_checked_before_spark_starts() -> None:
     check_master("local[2]")  # not a standalone master: Spark's to judge
     with pytest.raises(InputError, match=r"no Spark master answers at spark://127\.0\.0\.1:9 "):
         check_master("spark://127.0.0.1:9", timeout=1)
+
+
+def test_spark_conf_pairs_are_checked_and_secrets_never_recorded() -> None:
+    conf = parse_spark_conf(["spark.executor.memory=4g", "spark.hadoop.fs.s3a.secret.key=abc=d"])
+    assert conf == {"spark.executor.memory": "4g", "spark.hadoop.fs.s3a.secret.key": "abc=d"}
+    assert recorded_conf(conf) == {
+        "spark.executor.memory": "4g",
+        "spark.hadoop.fs.s3a.secret.key": "<redacted>",
+    }
+    for bad in ("executor.memory=4g", "spark.executor.memory", "spark.a b=1"):
+        with pytest.raises(InputError, match="--spark-conf: expected KEY=VALUE"):
+            parse_spark_conf([bad])
+    with pytest.raises(InputError, match=r"spark\.sql\.session\.timeZone is set by consentgate"):
+        parse_spark_conf(["spark.sql.session.timeZone=Europe/Berlin"])
+    assert set(SETTINGS) >= FIXED_SPARK_SETTINGS  # every fixed setting is one the engine sets
+
+
+def test_a_failed_spark_job_is_described_in_one_line() -> None:
+    """The JVM's message as py4j gives it: the phase, the stage, the executor, the deepest cause."""
+    jvm = (
+        "An error occurred while calling o99.parquet.\n: org.apache.spark.SparkException: Job aborted"
+        " due to stage failure: Task 1 in stage 3.0 failed 4 times, most recent failure: Lost task 1.3"
+        " in stage 3.0 (TID 12) (10.0.0.7 executor 2): java.io.FileNotFoundException: File"
+        " file:/data/out/part-1.parquet does not exist\n\tat org.apache.spark.Foo.bar(Foo.scala:1)\n"
+        "Caused by: java.io.FileNotFoundException: File file:/data/out/part-1.parquet does not exist"
+    )
+    assert describe_failure(RuntimeError(jvm), "writing the eligible records of part-1.parquet") == (
+        "--engine spark: writing the eligible records of part-1.parquet failed in stage 3.0 on executor 2"
+        " (10.0.0.7): java.io.FileNotFoundException: File file:/data/out/part-1.parquet does not exist"
+    )
+    lost = (
+        "Job aborted due to stage failure: Task 0 in stage 5.0 failed 4 times, most recent failure:"
+        " Lost task 0.3 in stage 5.0 (TID 9) (10.0.0.8 executor 1): ExecutorLostFailure (executor 1"
+        " exited caused by one of the running tasks) Reason: Remote RPC client disassociated."
+    )
+    line = describe_failure(RuntimeError(lost), "counting")
+    assert line.startswith("--engine spark: counting failed in stage 5.0 on executor 1 (10.0.0.8): ")
+    assert "the executor was lost: ExecutorLostFailure" in line and "\n" not in line
+
+
+def test_a_missing_java_is_named_before_spark_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(InputError, match=r"needs a Java runtime \(17 or newer\): JAVA_HOME=.*no-jdk has no"):
+        check_java()

@@ -168,3 +168,23 @@ def test_verify_names_the_failed_check_in_the_cli(
     assert "FAILED: hash: " in failed.stdout
     assert "FAILED: rows: records/part-00001.parquet holds 1 rows" in failed.stdout
     assert hashlib.sha256(b"").hexdigest() not in failed.stdout
+
+
+def test_verify_names_a_part_file_truncated_after_publication(
+    sqlite_ledger: Ledger, engine: DecisionEngine, make_network: MakeNetwork, tmp_path: Path
+) -> None:
+    """Bytes cut off the end (a copy that stopped half way): no longer Parquet at all."""
+    net = make_network(sqlite_ledger)
+    result = build(sqlite_ledger, engine, net.root, tmp_path / "out")
+    part = result.path / "records" / "part-00001.parquet"
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    problems = verify_snapshot(Registry(sqlite_ledger).require(result.snapshot_id)).problems
+    assert any(
+        p.startswith("hash: ")
+        and p.endswith("/records/part-00001.parquet differs from the manifest (sha256)")
+        for p in problems
+    ), problems
+    assert any(
+        p.startswith("rows: records/part-00001.parquet: not a readable Parquet file") for p in problems
+    ), problems
+    assert not any("nothing published" in p for p in problems)  # it was published; verify says what is wrong

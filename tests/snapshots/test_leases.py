@@ -7,6 +7,7 @@ Each test runs against SQLite and PostgreSQL (the ``ledger`` fixture).
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from consentgate.decisions.engine import DecisionEngine
+from consentgate.exceptions import ConsentgateError
 from consentgate.ledger.schema import build_leases
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots import build as build_module
@@ -198,3 +200,24 @@ def test_a_folder_no_lease_names_is_removed_only_when_a_day_old(
     built = build(ledger, engine, net.root, out, watermark=net.head)
     assert young.is_dir() and not old.exists()
     assert visible(out) == [built.snapshot_id]
+
+
+def test_an_output_folder_deleted_under_a_running_build_publishes_nothing(
+    ledger: Ledger,
+    engine: DecisionEngine,
+    make_network: MakeNetwork,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Someone (a cleaner that ignores leases, a person) removes the unpublished folder mid-build."""
+    net = make_network(ledger)
+    out = tmp_path / "out"
+    monkeypatch.setattr(build_module, "AFTER_ENGINE", lambda work: shutil.rmtree(work))
+    with pytest.raises((ConsentgateError, OSError)):
+        build(ledger, engine, net.root, out, watermark=net.head)
+    assert_nothing_published(out, ledger)
+    with ledger.engine.connect() as conn:
+        assert conn.execute(select(build_leases)).all() == []  # the lease was given up
+    monkeypatch.setattr(build_module, "AFTER_ENGINE", None)
+    later = build(ledger, engine, net.root, out, watermark=net.head)
+    assert visible(out) == [later.snapshot_id]

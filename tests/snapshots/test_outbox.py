@@ -8,7 +8,6 @@ schema (vendored in ``tests/fixtures``) and the custom facet against the schema 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from consentgate.snapshots.build import BuildRequest, BuildResult, build_snapsho
 from consentgate.snapshots.openlineage import FACET_KEY, FACET_SCHEMA, FACET_SCHEMA_URL
 from consentgate.snapshots.registry import Registry
 from tests.conftest import at
-from tests.helpers import cg
+from tests.helpers import cg, free_port
 from tests.snapshots.conftest import T_NEXT_DAY, MakeNetwork, openlineage_events
 
 SPEC = Path(__file__).parents[1] / "fixtures" / "openlineage-2-0-2" / "OpenLineage.json"
@@ -104,12 +103,6 @@ def endpoint() -> Iterator[Endpoint]:
     server.server_close()
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _build(ledger: Ledger, engine: DecisionEngine, data: Path, out: Path, url: str | None) -> BuildResult:
     request = BuildRequest(
         data=data,
@@ -140,7 +133,7 @@ def test_an_unreachable_endpoint_never_fails_a_build_and_send_delivers_later(
     ledger: Ledger, engine: DecisionEngine, make_network: MakeNetwork, tmp_path: Path, endpoint: Endpoint
 ) -> None:
     net = make_network(ledger)
-    down = f"http://127.0.0.1:{_closed_port()}"
+    down = f"http://127.0.0.1:{free_port()}"
     built = _build(ledger, engine, net.root, tmp_path / "out", down)
     assert [e.snapshot_id for e in Registry(ledger).snapshots()] == [built.snapshot_id]
     [warning] = built.warnings

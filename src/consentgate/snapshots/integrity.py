@@ -28,14 +28,15 @@ from consentgate.snapshots.manifest import Counts, canonical_json
 from consentgate.snapshots.registry import Registry
 
 
-def parquet_rows(path: Path, *, label: str) -> int:
-    """The row count in the footer of ``path``; a missing or unreadable file is an error."""
+def parquet_rows(path: Path, *, label: str, after: str = "; nothing published") -> int:
+    """The row count in the footer of ``path``; a missing or unreadable file is an error (ending
+    in ``after``: a build publishes nothing, a verification of a published snapshot says no more)."""
     if not path.is_file():
-        raise EngineOutputError(f"{label}: the output file is missing; nothing published")
+        raise EngineOutputError(f"{label}: the output file is missing{after}")
     try:
         return int(pq.ParquetFile(path).metadata.num_rows)
     except Exception as exc:  # pyarrow raises several kinds for a damaged file
-        raise EngineOutputError(f"{label}: not a readable Parquet file ({exc}); nothing published") from exc
+        raise EngineOutputError(f"{label}: not a readable Parquet file ({exc}){after}") from exc
 
 
 @dataclass(frozen=True)

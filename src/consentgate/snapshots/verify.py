@@ -88,7 +88,7 @@ def _derived(
     found: dict[str, int] = {}
     try:
         for item in listed:
-            found[item["file"]] = rows = parquet_rows(entry.path / item["file"], label=item["file"])
+            found[item["file"]] = rows = parquet_rows(entry.path / item["file"], label=item["file"], after="")
             if rows != item["rows"]:
                 problems.append(
                     f"rows: {item['file']} holds {rows:,} rows, the manifest lists {item['rows']:,}"
