@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -424,3 +425,23 @@ def test_a_missing_java_is_named_before_spark_starts(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(InputError, match=r"needs a Java runtime \(17 or newer\): JAVA_HOME=.*no-jdk has no"):
         check_java()
+
+
+def test_required_input_columns_stay_required_on_both_engines(
+    spark: SparkSession, ledger: Ledger, decisions: DecisionEngine, tmp_path: Path
+) -> None:
+    """Spark reads every Parquet column as nullable; the output must still declare NOT NULL where
+    the input does (the keys, a timestamp, a string, a double, a bool), as the embedded engine's does."""
+    random_network(ledger, tmp_path / "net", 5, "genai.training")
+    required = {"record_id", "member_id", "category", "created_at", "payload", "score", "flag"}
+    for path in sorted((tmp_path / "net" / "records").glob("*.parquet")):
+        table = pq.read_table(path)
+        fill = {"category": "x.unknown", "payload": "", "score": 0.0, "flag": False}
+        for name, value in fill.items():  # a required column holds no nulls
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, pc.fill_null(table[name], value))
+        schema = pa.schema([f.with_nullable(f.name not in required) for f in table.schema])
+        pq.write_table(table.cast(schema), path)
+    _, sparked = both(ledger, decisions, tmp_path / "net", tmp_path, "genai.training", T)
+    written = pq.read_schema(next((sparked.path / "records").iterdir()))
+    assert {f.name for f in written if not f.nullable} == required

@@ -16,7 +16,8 @@ integers, nanosecond timestamps or large strings: a payload column of type ``uin
 back as the next wider signed integer, ``uint64`` as ``decimal(20, 0)``, ``large_string`` as
 ``string``, ``timestamp[ms]`` as ``timestamp[us]`` (same instants), and ``timestamp[ns]`` is
 refused by Spark's reader. ``int64``, ``int32``, ``string``, ``bool``, ``double``, ``date32``,
-``decimal``, ``binary`` and ``timestamp[us]`` (with or without time zone) keep their type. Column
+``decimal``, ``binary`` and ``timestamp[us]`` (with or without time zone) keep their type, and a
+column the input declares required stays required (``_as_declared``). Column
 names are case-sensitive, as in the input files.
 """
 
@@ -34,12 +35,14 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from py4j.protocol import Py4JError
 from pyspark import SparkContext
 from pyspark.errors import PySparkException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as sf
+from pyspark.sql import types as T  # noqa: N812 (PySpark's own spelling)
 
 from consentgate.crashlog import crash_folder, write_trace
 from consentgate.exceptions import EngineFailure, EngineOutputError, InputError
@@ -421,12 +424,16 @@ class SparkEngine:
         )
         columns = [sf.col(_quote(c)) for c in job.dataset.columns]
         late = sf.unix_micros(sf.col("created_at")) > sf.lit(job.at_us)
-        inputs = [
-            spark.read.parquet(spark_uri(f.path)).select(
-                *columns, sf.col("_metadata.row_index").alias(_ROW), sf.lit(i).alias(_FILE)
+        inputs = []
+        for i, f in enumerate(job.dataset.records):
+            frame = spark.read.parquet(spark_uri(f.path))
+            inputs.append(
+                frame.select(
+                    *(_as_declared(frame, field) for field in job.dataset.schema),
+                    sf.col("_metadata.row_index").alias(_ROW),
+                    sf.lit(i).alias(_FILE),
+                )
             )
-            for i, f in enumerate(job.dataset.records)
-        ]
         # The groups first: they say how many rows each output file must hold, so a file whose
         # task output never reached OUT is an error, not "no eligible rows".
         groups_by_file: list[list[Group]] = [[] for _ in inputs]
@@ -517,6 +524,32 @@ class SparkEngine:
             _write_one(lineage, scratch / "members", job.out / "members.parquet")
         shutil.rmtree(scratch, ignore_errors=True)
         return out
+
+
+def _as_declared(frame: DataFrame, field: pa.Field) -> Column:
+    """The input column with the input's nullability: Spark reads every Parquet column as nullable
+    and writes it so; a column the input declares required (NOT NULL) is coalesced with a literal
+    of its own type, which Spark knows is never null, so the output declares it required too, as
+    the embedded engine's does. The literal is never used: no input row holds a null there."""
+    column = sf.col(_quote(field.name))
+    if field.nullable:
+        return column
+    kind = frame.schema[field.name].dataType
+    if isinstance(kind, T.StringType):
+        default = sf.lit("")
+    elif isinstance(kind, T.BooleanType):
+        default = sf.lit(False)
+    elif isinstance(kind, T.BinaryType):
+        default = sf.lit(bytearray())
+    elif isinstance(kind, T.DateType):
+        default = sf.make_date(sf.lit(1970), sf.lit(1), sf.lit(1))
+    elif isinstance(kind, T.TimestampType | T.TimestampNTZType):
+        default = sf.timestamp_micros(sf.lit(0))
+    elif isinstance(kind, T.NumericType):
+        default = sf.lit(0)
+    else:
+        return column  # no literal of this type at hand: the output keeps Spark's nullable column
+    return sf.coalesce(column, default.cast(kind)).alias(field.name)
 
 
 def _union(frames: list[DataFrame]) -> DataFrame:
