@@ -225,3 +225,19 @@ def test_writes_after_a_mirror_sync_stay_visible_to_other_processes(tmp_path: Pa
         assert db.with_name("ledger.db-wal").exists()
     finally:
         ledger.close()
+
+
+def test_a_ledger_file_replaced_at_the_same_path_is_read_anew(tmp_path: Path) -> None:
+    """The kept ADBC reader belongs to a file, not a name: a restored copy is not read stale."""
+    db = tmp_path / "ledger.db"
+    for generation, members in enumerate((range(1, 3), range(1, 6))):
+        ledger = Ledger.open(f"sqlite:///{db}", clock=FixedClock(), initialise=True)
+        try:
+            populate(ledger, members)
+            head, _ = ledger.head()
+            files = EventMirror(ledger, tmp_path / f"events-{generation}").sync(head)
+            assert mirror_rows(files) == ledger_rows(ledger)
+        finally:
+            ledger.close()
+        for path in tmp_path.glob("ledger.db*"):
+            path.unlink()

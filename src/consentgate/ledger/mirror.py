@@ -416,7 +416,7 @@ class EventMirror:
         return Segment(name, first, last, segments[-1].last_hash, file_sha256(self.folder / name))
 
 
-_READERS: OrderedDict[Path, tuple[adbc_sqlite.Connection, threading.Lock]] = OrderedDict()
+_READERS: OrderedDict[Path, tuple[adbc_sqlite.Connection, threading.Lock, tuple[int, int]]] = OrderedDict()
 _READERS_LOCK = threading.Lock()
 READERS_KEPT = 32
 """ADBC connections kept open per process (one per SQLite file, least recently used dropped)."""
@@ -431,19 +431,27 @@ def _adbc_reader(path: Path) -> tuple[adbc_sqlite.Connection, threading.Lock]:
     the process's other (sqlite3) connections, so another process closing the database last deleted
     the write-ahead log under them, and their later commits were lost to every other process. A
     connection that is never closed never drops them.
+
+    A file replaced at the same path (a restored backup) is another file: its reader is opened
+    anew, and the old one closed (POSIX locks belong to a file, not to its name).
     """
     key = path.resolve()
+    stat = key.stat()
+    identity = (stat.st_dev, stat.st_ino)
     with _READERS_LOCK:
         reader = _READERS.get(key)
+        if reader is not None and reader[2] != identity:
+            reader[0].close()
+            reader = None
         if reader is None:
             # autocommit: each read is its own transaction, no snapshot is held between syncs
             conn = adbc_sqlite.connect(f"{key.as_uri()}?mode=ro", autocommit=True)
-            reader = (conn, threading.Lock())
+            reader = (conn, threading.Lock(), identity)
             _READERS[key] = reader
             while len(_READERS) > READERS_KEPT:  # a file this process stopped using long ago
                 _READERS.popitem(last=False)[1][0].close()
         _READERS.move_to_end(key)
-        return reader
+        return reader[0], reader[1]
 
 
 class _ChainCheck:
