@@ -227,3 +227,18 @@ def test_the_file_log_events_are_valid_openlineage(
     for event in events:
         check_event(event)
     assert outbox.pending(ledger) == {}
+
+
+def test_the_command_line_warns_in_one_line_and_exits_0(
+    ledger: Ledger, make_network: MakeNetwork, tmp_path: Path
+) -> None:
+    net = make_network(ledger)
+    url = ledger.engine.url.render_as_string(hide_password=False)
+    down = f"http://127.0.0.1:{free_port()}"
+    args = ["snapshot", "build", "--data", str(net.root), "--purpose", "genai.training"]
+    args += ["--as-of", T_NEXT_DAY, "--out", str(tmp_path / "out"), "--lineage-url", down]
+    result = cg(url, *args, cwd=tmp_path)  # COLUMNS=80: a narrow terminal must not fold the warning
+    assert result.returncode == 0, result.stderr
+    assert "published" in result.stdout
+    [line] = result.stderr.splitlines()
+    assert line.startswith("warning: OpenLineage: 2 event(s) pending (") and line.endswith("delivers them")

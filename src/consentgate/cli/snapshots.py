@@ -163,7 +163,7 @@ def _build(typer_ctx: typer.Context, kind: str, purpose: str, **options: object)
 def _warn(warnings: list[str]) -> None:
     """What did not stop the build, on stderr (JSON output stays one document on stdout)."""
     for warning in warnings:
-        err_console.print(f"warning: {warning}", markup=False, highlight=False)
+        err_console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _summary(result: BuildResult, seconds: float) -> None:
