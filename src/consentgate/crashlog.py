@@ -51,3 +51,8 @@ def write_trace(exc: BaseException, argv: list[str], *, detail: str = "") -> Pat
         except OSError:
             continue
     return None
+
+
+def trace_note(path: Path | None) -> str:
+    """What the one line says of the trace: where it is, or that none could be written."""
+    return f"the full trace is in {path}" if path is not None else "no trace could be written"

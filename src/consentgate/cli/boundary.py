@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from consentgate.crashlog import write_trace
+from consentgate.crashlog import trace_note, write_trace
 from consentgate.exceptions import ConsentgateError, one_line
 from consentgate.storage import database_unavailable, storage_refusal
 
@@ -91,7 +91,8 @@ def run(app: Callable[[], object], *, print_error: Callable[[str], None]) -> int
             print_error(f"error: cannot write the ledger{ledger}: {refused}; nothing was changed")
             return EXIT_IOERR
         where = write_trace(exc, sys.argv[1:])
-        trace = f"the full trace is in {where}" if where is not None else "no trace could be written"
-        print_error(f"error: unexpected failure ({type(exc).__name__}: {one_line(exc, 160)}); {trace}")
+        print_error(
+            f"error: unexpected failure ({type(exc).__name__}: {one_line(exc, 160)}); {trace_note(where)}"
+        )
         return EXIT_SOFTWARE
     return 0

@@ -30,6 +30,8 @@ from consentgate.timeutil import format_instant, now_utc
 
 NAMESPACE = "consentgate"
 PRODUCER = f"https://github.com/consentgate/consentgate/tree/v{__version__}"
+TIMEOUT_SECONDS = 5.0
+"""How long an HTTP delivery waits for the lineage server."""
 FACET_KEY = "consentgate_run"
 """The run facet's key, by the spec's rule for custom facets: ``{prefix}_{name}``."""
 FACET_SCHEMA = Path(__file__).parent / "schemas" / "ConsentgateRunFacet.json"
@@ -126,7 +128,7 @@ def client_for(target: str, *, retries: int = 0) -> OpenLineageClient:
         if retries:
             retry |= {"backoff_factor": 0.3, "status_forcelist": [500, 502, 503, 504]}
             retry |= {"allowed_methods": ["HEAD", "POST"]}
-        config = HttpConfig(url=base, endpoint=parts.path.lstrip("/"), timeout=5.0, retry=retry)
+        config = HttpConfig(url=base, endpoint=parts.path.lstrip("/"), timeout=TIMEOUT_SECONDS, retry=retry)
         return OpenLineageClient(transport=HttpTransport(config))
     return OpenLineageClient(transport=FileTransport(FileConfig(log_file_path=target, append=True)))
 

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from consentgate.exceptions import one_line
 from consentgate.ledger.schema import lineage_outbox
 from consentgate.ledger.store import Ledger
+from consentgate.snapshots.openlineage import TIMEOUT_SECONDS
 from consentgate.timeutil import now_utc, to_micros
 
 log = logging.getLogger(__name__)
@@ -103,18 +104,18 @@ def deliver(
     """Deliver pending events, oldest first; per target, stop at the first event that still fails
     after ``attempts`` tries (waiting ``backoff``, doubled each time, between them)."""
     result = Delivery()
+    query = (
+        select(lineage_outbox.c.id, lineage_outbox.c.target, lineage_outbox.c.event)
+        .where(lineage_outbox.c.delivered_at.is_(None))
+        .order_by(lineage_outbox.c.id)
+    )
+    if targets is not None:  # a build reads only its own target's backlog
+        query = query.where(lineage_outbox.c.target.in_(sorted(targets)))
     with ledger.engine.connect() as conn:
-        query = (
-            select(lineage_outbox.c.id, lineage_outbox.c.target, lineage_outbox.c.event)
-            .where(lineage_outbox.c.delivered_at.is_(None))
-            .order_by(lineage_outbox.c.id)
-        )
         rows = conn.execute(query).all()
     blocked: set[str] = set()
     clients: dict[str, OpenLineageClient] = {}
     for row_id, target, body in rows:
-        if targets is not None and target not in targets:
-            continue
         if target in blocked:
             result.pending[target] = result.pending.get(target, 0) + 1
             continue
@@ -153,7 +154,9 @@ def _send(
         if attempt:
             sleep(backoff * 2 ** (attempt - 1))
         try:
-            client = clients.get(target) or clients.setdefault(target, client_for(target))
+            if target not in clients:
+                clients[target] = client_for(target)
+            client = clients[target]
             # The transports serialise a dict as they do an event: the bytes sent are the recorded ones.
             client.transport.emit(cast(RunEvent, json.loads(body)))
             return None
@@ -168,7 +171,7 @@ def reason(exc: BaseException) -> str:
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return f"HTTP {exc.response.status_code} {exc.response.reason}".strip()
     if isinstance(exc, requests.Timeout):
-        return "no answer within 5 s"
+        return f"no answer within {TIMEOUT_SECONDS:g} s"
     if isinstance(exc, requests.ConnectionError):
         inner = exc.args[0] if exc.args else None
         cause = getattr(getattr(inner, "reason", None), "__cause__", None) or getattr(inner, "reason", None)

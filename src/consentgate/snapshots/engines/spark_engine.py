@@ -44,7 +44,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as sf
 from pyspark.sql import types as T  # noqa: N812 (PySpark's own spelling)
 
-from consentgate.crashlog import crash_folder, write_trace
+from consentgate.crashlog import crash_folder, trace_note, write_trace
 from consentgate.exceptions import EngineFailure, EngineOutputError, InputError
 from consentgate.snapshots.engines.base import (
     LINEAGE_COLUMNS,
@@ -123,7 +123,7 @@ def spark_session(master: str | None = None, extra: Mapping[str, str] | None = N
             raise EngineFailure(
                 f"--engine spark: cannot start Spark on {master or DEFAULT_MASTER} ({first[:300]});"
                 " PySpark 4 needs Java 17 or newer (Debian: apt-get install default-jre-headless);"
-                f" {_trace_note(log)}"
+                f" {trace_note(log)}"
             ) from exc
     for key, value in settings.items():
         if key.startswith("spark.sql."):
@@ -184,10 +184,6 @@ def check_java() -> None:
         )
 
 
-def _trace_note(log: Path | None) -> str:
-    return f"the full trace is in {log}" if log is not None else "no trace could be written"
-
-
 _STAGE = re.compile(r"in stage (\d+(?:\.\d+)?)")
 _EXECUTOR = re.compile(r"\(([^()\s]+) executor ([\w.-]+)\)")
 _LOST = re.compile(r"executor ([\w.-]+) exited|ExecutorLostFailure \(executor ([\w.-]+)")
@@ -233,7 +229,7 @@ def spark_failure(exc: BaseException, doing: str) -> EngineFailure:
     """The one-line error for a Spark failure, its full trace (Python's and the JVM's) in a log."""
     driver = f"the Spark driver's own log is {JVM_LOG}" if JVM_LOG is not None else ""
     log = write_trace(exc, sys.argv[1:], detail=driver)
-    return EngineFailure(f"{describe_failure(exc, doing)}; nothing published; {_trace_note(log)}")
+    return EngineFailure(f"{describe_failure(exc, doing)}; nothing published; {trace_note(log)}")
 
 
 def from_spark(exc: BaseException) -> bool:
