@@ -7,6 +7,7 @@ events, and may put the triggers back and recompute hashes so that the chain ver
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from sqlalchemy import text
@@ -213,3 +215,162 @@ def pg_schema_url(prefix: str = "cg_test") -> Iterator[str]:
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+# -- an S3-compatible store: moto's server mode, and a proxy in front of it that injects faults --
+
+
+@contextmanager
+def moto_server(log_path: Path, timeout: float = 60) -> Iterator[str]:
+    """``python -m moto.server`` on a free port (a real HTTP S3 endpoint) until the block ends;
+    yields its endpoint URL."""
+    import httpx
+
+    port = free_port()
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    httpx.get(url, timeout=2)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise RuntimeError(f"moto did not start: {log_path.read_text()}") from None
+                    time.sleep(0.2)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+
+
+_DENIED = (
+    '<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'
+)
+
+
+class FaultyStore:
+    """An HTTP proxy in front of an S3 endpoint that misbehaves on request, as stores do:
+
+    - ``fail = 500`` answers every request (or those whose path contains ``only``) with that status;
+    - ``delay = seconds`` answers only after that long (a slow store);
+    - ``access_key = KEY`` refuses requests signed with another key (403 InvalidAccessKeyId);
+    - ``read_only = True`` refuses writes and deletes (403 AccessDenied), as a bucket policy does.
+
+    ``requests`` keeps (method, path) of what reached it.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlsplit(upstream)
+        self.fail: int | None = None
+        self.only: str | None = None
+        self.delay = 0.0
+        self.access_key: str | None = None
+        self.read_only = False
+        self.requests: list[tuple[str, str]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        chunk = self.rfile.read(size)
+                        self.rfile.readline()
+                        if size == 0:
+                            break
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _answer(self, status: int, body: bytes = b"", headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                if not any(name.lower() == "content-length" for name, _ in headers):
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _refuse(self, code: str, message: str) -> None:
+                body = _DENIED.format(code=code, message=message).encode()
+                self._answer(403, body, [("Content-Type", "application/xml")])
+
+            def _handle(self) -> None:
+                body = self._body()
+                proxy.requests.append((self.command, self.path))
+                if proxy.delay:
+                    time.sleep(proxy.delay)
+                credential = self.headers.get("Authorization", "")
+                key = (
+                    credential.split("Credential=", 1)[-1].split("/", 1)[0]
+                    if "Credential=" in credential
+                    else ""
+                )
+                if proxy.access_key is not None and key != proxy.access_key:
+                    self._refuse("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist")
+                elif proxy.read_only and self.command in ("PUT", "POST", "DELETE"):
+                    self._refuse("AccessDenied", "Access Denied")
+                elif proxy.fail is not None and (proxy.only is None or proxy.only in self.path):
+                    error = _DENIED.format(code="InternalError", message="We encountered an internal error")
+                    self._answer(proxy.fail, error.encode(), [("Content-Type", "application/xml")])
+                else:
+                    self._forward(body)
+
+            def _forward(self, body: bytes) -> None:
+                upstream = http.client.HTTPConnection(
+                    proxy.upstream.hostname or "127.0.0.1", proxy.upstream.port, timeout=60
+                )
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"}
+                headers["Content-Length"] = str(len(body))
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                upstream.close()
+                hop = ["transfer-encoding", "connection", "server", "date"]
+                if self.command != "HEAD":  # a HEAD's length is the object's, not its empty body's
+                    hop.append("content-length")
+                passed = [(k, v) for k, v in answer.getheaders() if k.lower() not in hop]
+                self._answer(answer.status, data, passed)
+
+            def do_GET(self) -> None:
+                self._handle()
+
+            def do_HEAD(self) -> None:
+                self._handle()
+
+            def do_PUT(self) -> None:
+                self._handle()
+
+            def do_POST(self) -> None:
+                self._handle()
+
+            def do_DELETE(self) -> None:
+                self._handle()
+
+            def log_message(self, format: str, *args: object) -> None:  # quiet test output
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def heal(self) -> None:
+        """Behave again."""
+        self.fail, self.only, self.delay, self.access_key, self.read_only = None, None, 0.0, None, False
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -35,7 +35,8 @@ from consentgate.snapshots.lineage import member_lineage, model_debt, objection_
 from consentgate.snapshots.openlineage import client_for
 from consentgate.snapshots.proof import MemberProof, prove_member
 from consentgate.snapshots.refresh import RefreshRequest, refresh_snapshot
-from consentgate.snapshots.registry import Registry
+from consentgate.snapshots.registry import Registry, readable
+from consentgate.snapshots.stores import argument
 from consentgate.snapshots.training_runs import register_trained_model
 from consentgate.snapshots.verify import verify_snapshot
 from consentgate.timeutil import format_instant
@@ -81,9 +82,22 @@ def _progress() -> Iterator[ProgressFn]:
         yield update
 
 
-DataOpt = Annotated[Path, typer.Option("--data", help="Network dataset folder (records/*.parquet).")]
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="Network dataset folder (records/*.parquet), or a store URI (s3://bucket/prefix, hdfs://…).",
+    ),
+]
 AsOfOpt = Annotated[str, typer.Option("--as-of", help="The instant the snapshot is as of (ISO, UTC).")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives OUT/<snapshot_id>/.")]
+OutOpt = Annotated[
+    str,
+    typer.Option(
+        "--out",
+        help="Folder that receives OUT/<snapshot_id>/, or a store URI (s3://bucket/prefix; see"
+        " docs/snapshots.md, Publication on an object store).",
+    ),
+]
 EngineOpt = Annotated[EngineName, typer.Option("--engine", help="duckdb (embedded) or spark.")]
 MasterOpt = Annotated[str | None, typer.Option("--spark-master", help="Spark master URL (default local[*]).")]
 SparkConfOpt = Annotated[
@@ -150,7 +164,7 @@ def _build(typer_ctx: typer.Context, kind: str, purpose: str, **options: object)
         print_json(
             {
                 **result.manifest,
-                "path": str(result.path),
+                "path": result.location,
                 "reproduced": result.reproduced,
                 "warnings": result.warnings,
             }
@@ -171,7 +185,7 @@ def _summary(result: BuildResult, seconds: float) -> None:
     counts = m["counts"]
     verb = "reproduced (byte-identical to the registered snapshot)" if result.reproduced else "published"
     console.print(f"{m['kind']} {result.snapshot_id} {verb}")
-    console.print(f"  at {result.path}")
+    console.print(f"  at {result.location}")
     policy = m["policy"]
     console.print(
         f"  {m['purpose']} as of {m['as_of']}, ledger watermark {m['ledger']['watermark']}, policy "
@@ -212,9 +226,9 @@ def build(
         typer_ctx,
         "snapshot",
         purpose,
-        data=data,
+        data=argument(data),
         as_of=as_of,
-        out=out,
+        out=argument(out),
         engine=engine.value,
         spark_master=spark_master,
         spark_conf=_spark_conf(engine, spark_conf),
@@ -248,9 +262,9 @@ def gate(
         typer_ctx,
         "gate",
         purpose,
-        data=data,
+        data=argument(data),
         as_of=as_of,
-        out=out,
+        out=argument(out),
         engine=engine.value,
         spark_master=spark_master,
         spark_conf=_spark_conf(engine, spark_conf),
@@ -271,7 +285,8 @@ def refresh(
         str | None, typer.Option("--as-of", help="Decide as of this instant (ISO, UTC; default now).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Folder for OUT/<id> (default: the source's folder).")
+        str | None,
+        typer.Option("--out", help="Folder or store URI for OUT/<id> (default: where the source is)."),
     ] = None,
     engine: EngineOpt = EngineName.duckdb,
     spark_master: MasterOpt = None,
@@ -292,7 +307,7 @@ def refresh(
     request = RefreshRequest(
         snapshot_id=snapshot_id,
         as_of=None if as_of is None else instant(as_of, "--as-of"),
-        out=out,
+        out=None if out is None else argument(out),
         engine=engine.value,
         spark_master=spark_master,
         spark_conf=_spark_conf(engine, spark_conf),
@@ -312,7 +327,7 @@ def refresh(
         print_json(
             {
                 **m,
-                "path": str(result.build.path),
+                "path": result.build.location,
                 "reproduced": result.build.reproduced,
                 "warnings": result.build.warnings,
             }
@@ -323,7 +338,7 @@ def refresh(
     )
     debt = m["debt_removed"]
     console.print(f"{m['kind']} {result.snapshot_id} {verb}")
-    console.print(f"  at {result.build.path}")
+    console.print(f"  at {result.build.location}")
     console.print(
         f"  derived from {snapshot_id} (records as of {m['derived_from']['records_as_of']}),"
         f" decided as of {m['as_of']}, ledger watermark {m['ledger']['watermark']}, engine {m['engine']}"
@@ -361,7 +376,7 @@ def list_snapshots(
 def show(typer_ctx: typer.Context, snapshot_id: Annotated[str, typer.Argument(help="Snapshot id.")]) -> None:
     """The snapshot's manifest (purpose, policy, watermark, inputs, counts, files)."""
     entry = Registry(ctx(typer_ctx).ledger()).require(snapshot_id)
-    manifest = json.loads((entry.path / "manifest.json").read_text())
+    manifest = json.loads((readable(entry) / "manifest.json").read_text())
     print_json({"registered": entry.to_dict(), "manifest": manifest})
 
 
@@ -561,7 +576,7 @@ def lineage_member(
                 f"  read by training run {read.run_id} (job {read.job}) at {format_instant(read.read_at)}"
             )
     for entry in result.missing:
-        console.print(f"warning: {entry.snapshot_id}: files missing at {entry.path}, not searched")
+        console.print(f"warning: {entry.snapshot_id}: files missing at {entry.location}, not searched")
 
 
 @lineage_app.command("debt")

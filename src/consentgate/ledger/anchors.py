@@ -25,7 +25,7 @@ import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from consentgate.exceptions import CheckpointError, InputError, PublishError
+from consentgate.exceptions import CheckpointError, ConsentgateError, InputError, PublishError
 from consentgate.ledger.events import GENESIS_HASH
 from consentgate.timeutil import format_instant
 
@@ -332,15 +332,24 @@ def post_checkpoint(url: str, checkpoint: Checkpoint, *, timeout: float = POST_T
 # -- snapshot manifests -------------------------------------------------------------------------
 
 
-def manifest_anchor(label: str, manifest: Path, registered_sha256: str) -> Anchor | Unusable:
+def manifest_anchor(
+    label: str,
+    manifest: Path | str,
+    registered_sha256: str,
+    *,
+    read: Callable[[], bytes] | None = None,
+) -> Anchor | Unusable:
     """The (watermark, hash_at_watermark) of a snapshot manifest, if it is the registered one.
 
     Takes plain values (not a registry entry): the ledger package does not import snapshots.
+    ``read`` gives the manifest's bytes when it is not a local file (on an object store).
     """
     try:
-        body = manifest.read_bytes()
+        body = read() if read is not None else Path(manifest).read_bytes()
     except OSError as exc:
         return Unusable(label, f"{manifest}: cannot be read ({exc.strerror or exc})")
+    except ConsentgateError as exc:  # a store that refuses or does not answer
+        return Unusable(label, f"{manifest}: cannot be read ({exc})")
     if hashlib.sha256(body).hexdigest() != registered_sha256:
         return Unusable(label, f"{manifest}: changed since the snapshot was registered (sha256 differs)")
     try:

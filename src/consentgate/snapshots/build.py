@@ -3,21 +3,29 @@
 The order of work: check the inputs; sync the ledger's event mirror up to W; compute eligibility
 once; let the engine write the eligible records and the lineage into a hidden ``.partial`` folder;
 write the manifest; then rename the folder to ``OUT/<snapshot_id>`` and register it in the same
-database transaction. The hidden folder belongs to the build's lease (``snapshots.leases``): a
-build that fails removes it; one that is killed leaves it until its lease runs out, and a later
-build in the same OUT (on any host) removes it then; nothing is registered. OpenLineage events go
-through the outbox (``snapshots.outbox``): a lineage server that is down never fails a build.
+database transaction. On an object store (``--out s3://…``, ``snapshots.stores``) the folder is
+local staging, uploaded under a prefix of its own with the manifest last before the registering
+transaction, and marked ``_PUBLISHED`` after it; inputs on a store (``--data s3://…``) are read
+through a local copy that the build removes. The hidden folder belongs to the build's lease
+(``snapshots.leases``): a build that fails removes it; one that is killed leaves it until its
+lease runs out, and a later build in the same OUT (on any host) removes it then; nothing is
+registered. OpenLineage events go through the outbox (``snapshots.outbox``): a lineage server that
+is down never fails a build.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +47,7 @@ from consentgate.exceptions import (
 from consentgate.ledger.mirror import EventMirror, default_mirror_dir, file_sha256
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots import openlineage as ol
+from consentgate.snapshots import stores
 from consentgate.snapshots.dataset import Dataset, check_values, open_dataset
 from consentgate.snapshots.eligibility import Eligibility, compute_eligibility
 from consentgate.snapshots.engines.base import EngineOutput, Job, SnapshotEngine, recorded_conf
@@ -54,11 +63,12 @@ from consentgate.snapshots.integrity import (
     snapshot_suffix,
 )
 from consentgate.snapshots.manifest import FORMAT, Counts, canonical_json, file_entry, tally
-from consentgate.snapshots.registry import Registry, SnapshotEntry
+from consentgate.snapshots.registry import Registry, SnapshotEntry, read_manifest
 from consentgate.snapshots.run import BuildRun
 from consentgate.storage import located
 from consentgate.timeutil import ensure_utc, format_instant, now_utc, to_micros
 
+log = logging.getLogger(__name__)
 ENGINES = ("duckdb", "spark")
 KINDS = ("snapshot", "gate")
 ProgressFn = Callable[[str, int, int | None], None]
@@ -69,10 +79,12 @@ AFTER_ENGINE: Callable[[Path], None] | None = None
 
 @dataclass(frozen=True)
 class BuildRequest:
-    data: Path
+    data: Path | str
+    """A local folder, or a URI of a store (``s3://bucket/network``; ``snapshots.stores``)."""
     purpose: str
     as_of: datetime
-    out: Path
+    out: Path | str
+    """A local folder, or a URI of a store under which snapshots are published."""
     engine: str = "duckdb"
     watermark: int | None = None
     spark_master: str | None = None
@@ -92,6 +104,7 @@ class BuildRequest:
 class BuildResult:
     snapshot_id: str
     path: Path
+    """The snapshot's local folder (for one on an object store: the local copy readers use)."""
     manifest: dict[str, Any]
     reproduced: bool
     """True when an identical snapshot was already registered (same manifest bytes)."""
@@ -99,6 +112,13 @@ class BuildResult:
     """Seconds per phase (for benchmarks and the CLI; not part of the manifest)."""
     warnings: list[str] = field(default_factory=list)
     """What the user should know that did not stop the build (lineage events left pending)."""
+    uri: str | None = None
+    """Where the snapshot is published on an object store, if it is."""
+
+    @property
+    def location(self) -> str:
+        """Where the snapshot is published: its URI on a store, else its folder."""
+        return self.uri if self.uri is not None else str(self.path)
 
 
 def build_snapshot(
@@ -122,37 +142,81 @@ def build_snapshot(
         raise InputError(
             f"--watermark: expected a seq between 0 and the ledger's head {head}, got {watermark}"
         )
-    dataset = open_dataset(request.data)
+    source = location_of(request.data, "--data")
+    check_spark_staging(request, remote=not (source.local and location_of(request.out, "--out").local))
     out = make_out_folder(request.out)
-    policy = engine.timeline.in_force(as_of)
-    where = ledger.engine.url.render_as_string(hide_password=True)
-    run = BuildRun.begin(
-        ledger,
-        out=out,
-        kind=request.kind,
-        purpose=request.purpose,
-        as_of=as_of,
-        watermark=watermark,
-        policy=policy,
-        job_name=f"{request.kind}.{request.purpose}",
-        inputs=[
-            ol.ol_input(dataset.root / "records"),
-            *([] if dataset.members is None else [ol.ol_input(dataset.members.path)]),
-            ol.ledger_dataset(where),
-        ],
-        lineage_url=request.lineage_url,
-        wait=request.wait,
-    )
-    try:
-        result = _build(request, dataset, ledger, engine, as_of, watermark, run, progress)
-    except BaseException as exc:
-        run.fail()
-        if isinstance(exc, OSError):
-            raise located(exc, out) from exc  # "cannot write OUT: No space left on device"
-        raise
+    with staged_input(source) as root:
+        dataset = open_dataset(root)
+        policy = engine.timeline.in_force(as_of)
+        where = ledger.engine.url.render_as_string(hide_password=True)
+        records = source.child("records") if not source.local else dataset.root / "records"
+        members = None if dataset.members is None else source.child("members.parquet")
+        run = BuildRun.begin(
+            ledger,
+            out=out.root,
+            place=out.place,
+            kind=request.kind,
+            purpose=request.purpose,
+            as_of=as_of,
+            watermark=watermark,
+            policy=policy,
+            job_name=f"{request.kind}.{request.purpose}",
+            inputs=[
+                ol.ol_input(records),
+                *([] if members is None else [ol.ol_input(members)]),
+                ol.ledger_dataset(where),
+            ],
+            lineage_url=request.lineage_url,
+            wait=request.wait,
+        )
+        try:
+            result = _build(request, dataset, ledger, engine, as_of, watermark, run, progress, out)
+        except BaseException as exc:
+            run.fail()
+            if isinstance(exc, OSError):
+                raise located(exc, out.root) from exc  # "cannot write OUT: No space left on device"
+            raise
     run.done()
     result.warnings.extend(run.warnings)
     return result
+
+
+def location_of(value: Path | str, option: str) -> stores.Location:
+    """``--data`` or ``--out`` as a Location (a Path is always local)."""
+    return stores.parse(str(value), option)
+
+
+@contextmanager
+def staged_input(source: stores.Location) -> Iterator[Path]:
+    """The local folder to read ``source`` from: itself, or for a dataset on a store a copy of its
+    ``records/*.parquet`` and ``members.parquet`` (removed afterwards). Errors that name the copy's
+    files name them by their URI."""
+    if source.local:
+        yield source.local_path()
+        return
+    listed = [f for f in stores.files(source.child("records")) if f.name.endswith(".parquet")]
+    if not listed:
+        raise InputError(f"--data: no records in {source.uri}/records (expected records/*.parquet)")
+    staged = stores.cache_root() / "staging" / f"input-{uuid.uuid4().hex}"
+    try:
+        for item in listed:
+            stores.download(item, staged / "records" / item.name)
+        members = source.child("members.parquet")
+        if stores.is_file(members):
+            stores.download(members, staged / "members.parquet")
+        try:
+            yield staged
+        except ConsentgateError as exc:
+            _rename(exc, str(staged), source.uri)
+            raise
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def _rename(exc: ConsentgateError, local: str, uri: str) -> None:
+    """Name a staged copy's files in ``exc``'s message by the store's URI (where the user put them)."""
+    if len(exc.args) == 1 and isinstance(exc.args[0], str):
+        exc.args = (exc.args[0].replace(local, uri),)
 
 
 def _build(
@@ -164,6 +228,7 @@ def _build(
     watermark: int,
     run: BuildRun,
     progress: ProgressFn | None,
+    out: Out,
 ) -> BuildResult:
     work = run.folder
     watch = Stopwatch()
@@ -242,9 +307,10 @@ def _build(
     body = canonical_json(manifest)
     (work / "manifest.json").write_bytes(body)
     lap("manifest")
-    fsync_tree(work)
+    if not out.remote:
+        fsync_tree(work)
     lap("fsync")
-    result = publish(request, ledger, manifest, body, run, snapshot_id, eligibility)
+    result = publish(request, ledger, manifest, body, run, snapshot_id, eligibility, out=out)
     lap("publish")
     result.timings.update(watch.timings)
     return result
@@ -384,6 +450,18 @@ def engine_settings(request: BuildRequest) -> dict[str, Any]:
     return {"engine_settings": recorded_conf(request.spark_conf)}
 
 
+def check_spark_staging(request: BuildRequest, *, remote: bool) -> None:
+    """Spark with a store URI runs only where the driver's staging folder is the executors' disk."""
+    master = request.spark_master or "local[*]"
+    if request.engine != "spark" or not remote or master.startswith("local"):
+        return
+    raise InputError(
+        f"--engine spark with --spark-master {master}: inputs or OUT on an object store are staged"
+        " on the driver's disk, which a cluster's executors do not see; use --spark-master local[N],"
+        " or --engine duckdb, or a shared folder (docs/snapshots.md, Publication on an object store)"
+    )
+
+
 def make_engine(request: BuildRequest, con: duckdb.DuckDBPyConnection, work: Path) -> SnapshotEngine:
     """The engine that ``request`` names, with the eligibility tables of ``con`` (exported for Spark)."""
     if request.engine == "duckdb":
@@ -410,43 +488,30 @@ def publish(
     snapshot_id: str,
     eligibility: Eligibility,
     *,
+    out: Out,
     derived_from: str | None = None,
 ) -> BuildResult:
     """Rename the run's folder to ``OUT/<snapshot_id>`` and register it in one transaction (or
-    reproduce), ending the run's lease and recording its COMPLETE event in that same transaction."""
+    reproduce), ending the run's lease and recording its COMPLETE event in that same transaction;
+    on an object store, ``_publish_remote``."""
     work = run.folder
     registry = Registry(ledger)
-    final = request.out / snapshot_id
     sha = hashlib.sha256(body).hexdigest()
     existing = registry.get(snapshot_id)
-    if existing is not None:
-        if existing.manifest_sha256 != sha:
-            raise ConflictError(
-                f"snapshot {snapshot_id} is registered with another manifest"
-                f" ({existing.manifest_sha256[:12]}…, now {sha[:12]}…): the build is not reproducible;"
-                " nothing published"
-            )
-        with ledger.engine.begin() as conn:
-            run.finish(conn, snapshot_id, final)
-            if final.exists():
-                shutil.rmtree(work)
-            else:
-                work.rename(final)
-                if not existing.path.exists():
-                    registry.move(snapshot_id, final, conn=conn)
-        return BuildResult(snapshot_id, final, manifest, reproduced=True)
-    twin = _same_inputs(registry, manifest)
-    if twin is not None:
+    if existing is not None and existing.manifest_sha256 != sha:
         raise ConflictError(
-            f"snapshot {twin} was built from the same inputs, policy and ledger watermark but holds"
-            f" other rows or bytes (content {manifest['content_digest'][:12]}… now): the build is not"
-            " reproducible; nothing published"
+            f"snapshot {snapshot_id} is registered with another manifest"
+            f" ({existing.manifest_sha256[:12]}…, now {sha[:12]}…): the build is not reproducible;"
+            " nothing published"
         )
-    if final.exists():
-        if (final / "manifest.json").is_file() and file_sha256(final / "manifest.json") == sha:
-            shutil.rmtree(work)  # published earlier, registration lost: register what is there
-        else:
-            raise ConflictError(f"{final} exists and is not snapshot {snapshot_id}; nothing published")
+    if existing is None:
+        twin = _same_inputs(registry, manifest)
+        if twin is not None:
+            raise ConflictError(
+                f"snapshot {twin} was built from the same inputs, policy and ledger watermark but holds"
+                f" other rows or bytes (content {manifest['content_digest'][:12]}… now): the build is"
+                " not reproducible; nothing published"
+            )
     entry = SnapshotEntry(
         snapshot_id=snapshot_id,
         kind=request.kind,
@@ -458,13 +523,32 @@ def publish(
         records=int(manifest["counts"]["records_included"]),
         members=int(manifest["counts"]["members_included"]),
         manifest_sha256=sha,
-        path=final.resolve(),
+        path=(out.root / snapshot_id).resolve(),
         registered_at=now_utc(),
         derived_from=derived_from,
     )
+    if out.remote:
+        return _publish_remote(registry, existing, entry, manifest, run, out)
+    final = out.root / snapshot_id
+    if existing is not None:
+        with ledger.engine.begin() as conn:
+            run.finish(conn, snapshot_id, stores.local(final))
+            if final.exists():
+                shutil.rmtree(work)
+            else:
+                work.rename(final)
+                if not (existing.path.exists() if existing.uri is None else _intact(existing)):
+                    registry.move(snapshot_id, final, conn=conn)
+        return BuildResult(snapshot_id, final, manifest, reproduced=True)
+    if final.exists():
+        if (final / "manifest.json").is_file() and file_sha256(final / "manifest.json") == sha:
+            shutil.rmtree(work)  # published earlier, registration lost: register what is there
+        else:
+            raise ConflictError(f"{final} exists and is not snapshot {snapshot_id}; nothing published")
 
     def publish(conn: Connection) -> None:
-        run.finish(conn, snapshot_id, final)  # first: a build whose lease ran out publishes nothing
+        # first: a build whose lease ran out publishes nothing
+        run.finish(conn, snapshot_id, stores.local(final))
         if not final.exists():
             work.rename(final)
 
@@ -480,6 +564,114 @@ def publish(
     return BuildResult(snapshot_id, final, manifest, reproduced=False)
 
 
+def _intact(entry: SnapshotEntry) -> bool:
+    """Whether ``entry``'s registered manifest is still where the registry says (local or store)."""
+    try:
+        return hashlib.sha256(read_manifest(entry)).hexdigest() == entry.manifest_sha256
+    except (OSError, ConsentgateError):
+        return False
+
+
+def _publish_remote(
+    registry: Registry,
+    existing: SnapshotEntry | None,
+    entry: SnapshotEntry,
+    manifest: dict[str, Any],
+    run: BuildRun,
+    out: Out,
+) -> BuildResult:
+    """Publication on a store without atomic rename (docs/snapshots.md, "Publication on an object
+    store"): upload under ``OUT/<snapshot_id>.<lease>`` with the manifest last; register it (the
+    point of publication, with the lease's end and COMPLETE in one transaction); then write the
+    ``_PUBLISHED`` marker that readers look for. An upload that fails is deleted; a marker that
+    cannot be written is a warning (a later build of the same snapshot writes it)."""
+    work = run.folder
+    snapshot_id = entry.snapshot_id
+    warnings: list[str] = []
+    if existing is not None and existing.uri is not None and _intact(existing):
+        with registry.ledger.engine.begin() as conn:
+            run.finish(conn, snapshot_id, stores.parse(existing.uri, "the registry's path"))
+        warnings += _mark(existing.uri, snapshot_id, entry.manifest_sha256)
+        _keep_copy(work, existing)
+        return BuildResult(snapshot_id, existing.path, manifest, True, warnings=warnings, uri=existing.uri)
+    if existing is not None and existing.uri is None and _intact(existing):
+        with registry.ledger.engine.begin() as conn:  # registered in a local folder that still holds it
+            run.finish(conn, snapshot_id, stores.local(existing.path))
+        shutil.rmtree(work, ignore_errors=True)
+        return BuildResult(snapshot_id, existing.path, manifest, reproduced=True)
+    prefix = out.where.child(f"{snapshot_id}.{run.lease.lease_id[:16]}")
+    try:
+        stores.upload_tree(work, prefix, last="manifest.json")
+    except BaseException as exc:
+        _delete_quietly(prefix)
+        if isinstance(exc, stores.StoreError):
+            raise stores.StoreError(f"{exc}; nothing published") from exc
+        raise
+    published = dataclasses.replace(entry, uri=prefix.uri, path=_cache(snapshot_id))
+
+    def record(conn: Connection) -> None:
+        run.finish(conn, snapshot_id, prefix)
+
+    try:
+        if existing is not None:  # registered, but its files are gone: this upload takes their place
+            with registry.ledger.engine.begin() as conn:
+                record(conn)
+                registry.move(snapshot_id, prefix.uri, conn=conn)
+        else:
+            registry.register(published, publish=record)
+    except Exception as exc:
+        _delete_quietly(prefix)
+        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(exc, ConsentgateError):
+            raise
+        raise InputError(f"registering {snapshot_id} failed, nothing published: {one_line(exc)}") from exc
+    warnings += _mark(prefix.uri, snapshot_id, entry.manifest_sha256)
+    _keep_copy(work, published)
+    return BuildResult(
+        snapshot_id, published.path, manifest, existing is not None, warnings=warnings, uri=prefix.uri
+    )
+
+
+def _cache(snapshot_id: str) -> Path:
+    return stores.cache_root() / "snapshots" / snapshot_id
+
+
+def _mark(uri: str, snapshot_id: str, sha: str) -> list[str]:
+    """Write the ``_PUBLISHED`` marker (after the registry commit); a failure is a warning."""
+    where = stores.parse(uri, "the registry's path").child(stores.PUBLISHED)
+    try:
+        if not stores.exists(where):
+            stores.write_bytes(where, stores.marker(snapshot_id, sha))
+    except stores.StoreError as exc:
+        return [
+            f"snapshot {snapshot_id} is registered, but its {stores.PUBLISHED} marker could not be"
+            f" written ({exc}); readers refuse it until a build of the same snapshot writes the marker"
+        ]
+    return []
+
+
+def _keep_copy(work: Path, entry: SnapshotEntry) -> None:
+    """The staged folder becomes the local copy readers use (``registry.readable``)."""
+    if entry.uri is None:
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    stamp = entry.path.with_name(entry.path.name + ".complete")
+    stamp.unlink(missing_ok=True)
+    try:
+        stores.replace_folder(work, entry.path)
+        stamp.write_text(entry.manifest_sha256)
+    except OSError:
+        shutil.rmtree(work, ignore_errors=True)  # a cache: readers download what is not here
+
+
+def _delete_quietly(prefix: stores.Location) -> None:
+    """Remove a failed upload; if the store refuses that too, ``remove_stale_uploads`` does later."""
+    try:
+        stores.delete_folder(prefix)
+    except (stores.StoreError, OSError) as exc:
+        log.warning("removing the failed upload %s failed: %s", prefix.uri, one_line(exc))
+
+
 def _same_inputs(registry: Registry, manifest: dict[str, Any]) -> str | None:
     """A registered snapshot with this build's identity digest but another content digest, if any."""
     as_of = manifest["as_of"]
@@ -487,9 +679,9 @@ def _same_inputs(registry: Registry, manifest: dict[str, Any]) -> str | None:
         if format_instant(entry.as_of) != as_of:
             continue
         try:
-            other = json.loads((entry.path / "manifest.json").read_bytes())
-        except (OSError, ValueError):
-            continue  # moved or deleted: nothing to compare with
+            other = json.loads(read_manifest(entry))
+        except (OSError, ValueError, ConsentgateError):
+            continue  # moved, deleted or unreachable: nothing to compare with
         if (
             isinstance(other, dict)
             and other.get("identity_digest") == manifest["identity_digest"]
@@ -499,16 +691,43 @@ def _same_inputs(registry: Registry, manifest: dict[str, Any]) -> str | None:
     return None
 
 
-def make_out_folder(out: Path) -> Path:
-    """``--out``, created if need be; a file there is a mistake to name, not a write to try."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out: {out} is a file; expected a folder to publish snapshots in")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        exc.add_note("create the --out folder")
-        raise
-    return out
+@dataclass(frozen=True)
+class Out:
+    """Where a build publishes: ``where`` as the user named it, and ``root``, the local folder that
+    holds the build's unpublished folder (OUT itself, or for a store a staging folder of this host)."""
+
+    where: stores.Location
+    root: Path
+
+    @property
+    def remote(self) -> bool:
+        return not self.where.local
+
+    @property
+    def place(self) -> str | None:
+        """What names OUT in the build's lease when it is not ``root``: the store's URI."""
+        return self.where.uri if self.remote else None
+
+
+def make_out_folder(out: Path | str) -> Out:
+    """``--out``, created if need be; a file there is a mistake to name, not a write to try. On a
+    store, a probe object is written and deleted first: a read-only or unreachable store is refused
+    before any work."""
+    where = location_of(out, "--out")
+    if where.local:
+        path = where.local_path()
+        if path.exists() and not path.is_dir():
+            raise InputError(f"--out: {path} is a file; expected a folder to publish snapshots in")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            exc.add_note("create the --out folder")
+            raise
+        return Out(where, path)
+    if stores.is_file(where):
+        raise InputError(f"--out: {where.uri} is an object; expected a prefix to publish snapshots under")
+    stores.check_writable(where)
+    return Out(where, stores.staging_for(where.uri))
 
 
 def fsync_tree(folder: Path) -> None:

@@ -36,7 +36,7 @@ from consentgate.ledger.mirror import parquet_source
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots.build import verified_events
 from consentgate.snapshots.eligibility import UNKNOWN_CATEGORY, Eligibility, MemberClass, compute_eligibility
-from consentgate.snapshots.registry import SnapshotEntry
+from consentgate.snapshots.registry import SnapshotEntry, readable
 from consentgate.timeutil import ensure_utc, format_instant, from_micros, to_micros
 
 KEEP_SIGNATURE = "unchanged since the source snapshot"
@@ -48,7 +48,7 @@ def _sql_path(path: Path) -> str:
 
 
 def read_manifest(entry: SnapshotEntry) -> dict[str, Any]:
-    path = entry.path / "manifest.json"
+    path = readable(entry) / "manifest.json"
     try:
         manifest = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
@@ -59,7 +59,7 @@ def read_manifest(entry: SnapshotEntry) -> dict[str, Any]:
 
 
 def _lineage(entry: SnapshotEntry) -> Path:
-    lineage = entry.path / "members.parquet"
+    lineage = readable(entry) / "members.parquet"
     if not lineage.is_file():
         raise InputError(
             f"snapshot {entry.snapshot_id}: {lineage} is missing; its debt cannot be computed"

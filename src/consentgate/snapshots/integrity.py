@@ -25,7 +25,7 @@ from consentgate.ledger.anchors import Anchor, Unusable, manifest_anchor
 from consentgate.ledger.mirror import parquet_source
 from consentgate.snapshots.engines.base import EngineOutput, included_rows
 from consentgate.snapshots.manifest import Counts, canonical_json
-from consentgate.snapshots.registry import Registry
+from consentgate.snapshots.registry import Registry, read_manifest
 
 
 def parquet_rows(path: Path, *, label: str, after: str = "; nothing published") -> int:
@@ -171,7 +171,12 @@ def manifest_anchors(registry: Registry) -> tuple[list[Anchor], list[Unusable]]:
     A manifest that is missing or changed since registration pins nothing: it comes back unusable.
     """
     found = [
-        manifest_anchor(f"snapshot {e.snapshot_id}", e.path / "manifest.json", e.manifest_sha256)
+        manifest_anchor(
+            f"snapshot {e.snapshot_id}",
+            f"{e.location}/manifest.json",
+            e.manifest_sha256,
+            read=lambda e=e: read_manifest(e),  # type: ignore[misc]
+        )
         for e in registry.snapshots()
     ]
     anchors = sorted((a for a in found if isinstance(a, Anchor)), key=lambda a: (a.seq, a.label))

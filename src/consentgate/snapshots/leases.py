@@ -38,8 +38,9 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from consentgate.exceptions import ConflictError, one_line
-from consentgate.ledger.schema import build_leases
+from consentgate.ledger.schema import build_leases, snapshots
 from consentgate.ledger.store import Ledger
+from consentgate.snapshots import stores
 from consentgate.timeutil import format_instant, from_micros, now_utc, to_micros
 
 LEASE_SECONDS = 30.0
@@ -63,9 +64,10 @@ class LeaseLost(ConflictError):
     """The build's lease ran out or was taken over before it published."""
 
 
-def build_key(out: Path, kind: str, purpose: str, as_of: datetime, watermark: int) -> str:
-    """What makes two builds the same build: one of them at a time."""
-    text = "\n".join([str(out.resolve()), kind, purpose, format_instant(as_of), str(watermark)])
+def build_key(out: Path | str, kind: str, purpose: str, as_of: datetime, watermark: int) -> str:
+    """What makes two builds the same build: one of them at a time (``out``: a folder, or a store's URI)."""
+    place = out if isinstance(out, str) else str(out.resolve())
+    text = "\n".join([place, kind, purpose, format_instant(as_of), str(watermark)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -98,12 +100,15 @@ class Lease:
         watermark: int,
         wait: float = 0.0,
         also: Callable[[Connection], None] | None = None,
+        place: str | None = None,
     ) -> Lease:
         """Take the lease for this build, waiting up to ``wait`` seconds for a build that holds it.
 
-        ``also`` runs in the transaction that takes the lease (the outbox records START there).
+        ``out`` holds the unpublished folder; ``place`` (a store's URI) names OUT instead when OUT is
+        on a store and ``out`` is this host's staging folder. ``also`` runs in the transaction that
+        takes the lease (the outbox records START there).
         """
-        key = build_key(out, kind, purpose, as_of, watermark)
+        key = build_key(place if place is not None else out, kind, purpose, as_of, watermark)
         lease_id = uuid.uuid4().hex
         folder = out / f".{kind}-{lease_id}.partial"
         description = f"{kind} of {purpose} as of {format_instant(as_of)} at watermark {watermark}"
@@ -138,8 +143,8 @@ class Lease:
                     continue
                 if time.monotonic() >= deadline:
                     raise BuildInProgress(
-                        f"a {description} into {out} is in progress: {_describe(row)}; nothing was built"
-                        " (wait for it with --wait SECONDS, or run again when it is done)"
+                        f"a {description} into {place or out} is in progress: {_describe(row)};"
+                        " nothing was built (wait for it with --wait SECONDS, or run again when it is done)"
                     ) from None
                 time.sleep(POLL_SECONDS)
         lease = cls(ledger, lease_id, folder, description)
@@ -251,4 +256,33 @@ def remove_stale_partials(out: Path, ledger: Ledger) -> list[Path]:
         if age >= ORPHAN_SECONDS:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
+    return removed
+
+
+UPLOAD = re.compile(r".+\.(?P<lease>[0-9a-f]{16})")
+"""A snapshot's prefix on a store: ``<snapshot_id>.<the first 16 hex digits of its build's lease>``."""
+
+
+def remove_stale_uploads(out: str, ledger: Ledger) -> list[str]:
+    """Delete the prefixes under the store URI ``out`` that no registered snapshot names, that hold
+    no ``_PUBLISHED`` marker and whose build holds no lease any more (an upload that failed, or whose
+    build was killed before it registered); returns their URIs. An upload in progress stays."""
+    where = stores.parse(out, "--out")
+    now = _now()
+    with ledger.engine.connect() as conn:
+        # a lease that ran out can never be renewed or end in a registration: its upload is dead
+        live = {
+            r.lease_id[:16]
+            for r in conn.execute(select(build_leases.c.lease_id).where(build_leases.c.expires_at >= now))
+        }
+        registered = {str(r.path).rstrip("/") for r in conn.execute(select(snapshots.c.path))}
+    removed: list[str] = []
+    for prefix in stores.folders(where):
+        match = UPLOAD.fullmatch(prefix.name)
+        if match is None or match["lease"] in live or prefix.uri in registered:
+            continue
+        if stores.exists(prefix.child(stores.PUBLISHED)):
+            continue
+        stores.delete_folder(prefix)
+        removed.append(prefix.uri)
     return removed

@@ -20,7 +20,8 @@ import duckdb
 from consentgate.decisions.engine import DecisionEngine
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots.debt import snapshot_debt
-from consentgate.snapshots.registry import Registry, SnapshotEntry, TrainingRead
+from consentgate.snapshots.registry import Registry, SnapshotEntry, TrainingRead, readable
+from consentgate.snapshots.stores import NotPublished, StoreError
 from consentgate.timeutil import format_instant
 
 
@@ -97,7 +98,11 @@ def member_lineage(registry: Registry, member_id: int) -> MemberLineage:
     con = duckdb.connect()
     try:
         for entry in registry.snapshots():
-            lineage = entry.path / "members.parquet"
+            try:
+                lineage = readable(entry) / "members.parquet"
+            except (NotPublished, StoreError):
+                missing.append(entry)  # not published on its store, or the store does not answer
+                continue
             if not lineage.is_file():
                 missing.append(entry)
                 continue

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from consentgate import __version__
 from consentgate.exceptions import InputError, PublishError, one_line
+from consentgate.snapshots.stores import Location
 from consentgate.timeutil import format_instant, now_utc
 
 NAMESPACE = "consentgate"
@@ -164,12 +165,24 @@ def file_namespace() -> str:
     return f"file://{socket.gethostname()}"
 
 
-def ol_input(path: Path) -> InputDataset:
-    return InputDataset(namespace=file_namespace(), name=str(path.resolve()))
+def _naming(where: Path | Location) -> tuple[str, str]:
+    """OpenLineage's (namespace, name) of a folder or file: ``file://{host}`` and the absolute path,
+    or the store's ``s3://{bucket}`` (``hdfs://{host}:{port}``) and the key inside it."""
+    if isinstance(where, Path):
+        return file_namespace(), str(where.resolve())
+    if where.local:
+        return file_namespace(), str(where.local_path().resolve())
+    return where.namespace, where.key
 
 
-def ol_output(path: Path) -> OutputDataset:
-    return OutputDataset(namespace=file_namespace(), name=str(path.resolve()))
+def ol_input(where: Path | Location) -> InputDataset:
+    namespace, name = _naming(where)
+    return InputDataset(namespace=namespace, name=name)
+
+
+def ol_output(where: Path | Location) -> OutputDataset:
+    namespace, name = _naming(where)
+    return OutputDataset(namespace=namespace, name=name)
 
 
 def ledger_dataset(url: str) -> InputDataset:

@@ -25,7 +25,8 @@ from consentgate.decisions.reasons import Decision, Reason
 from consentgate.ledger.events import LedgerEvent, digest_of
 from consentgate.ledger.mirror import file_sha256
 from consentgate.ledger.store import Ledger
-from consentgate.snapshots.registry import Registry, SnapshotEntry
+from consentgate.snapshots.registry import Registry, SnapshotEntry, readable
+from consentgate.snapshots.stores import NotPublished, StoreError
 from consentgate.timeutil import format_instant
 
 FORMAT = "consentgate.member-proof/1"
@@ -317,7 +318,11 @@ def _get(manifest: dict[str, Any] | None, *path: str) -> Any:
 
 def _manifest(entry: SnapshotEntry, problems: list[Problem]) -> tuple[dict[str, Any] | None, str | None]:
     """The manifest as read, and the sha256 of its bytes; a changed one is read but reported."""
-    path = entry.path / "manifest.json"
+    try:
+        path = readable(entry) / "manifest.json"
+    except (NotPublished, StoreError) as exc:
+        problems.append(Problem(ProblemCode.manifest_missing, str(exc)))
+        return None, None
     if not path.is_file():
         problems.append(Problem(ProblemCode.manifest_missing, f"{path}: missing"))
         return None, None

@@ -35,12 +35,15 @@ from consentgate.exceptions import InputError, ProofError
 from consentgate.ledger.mirror import file_sha256
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots import openlineage as ol
+from consentgate.snapshots import stores
 from consentgate.snapshots.build import (
     ENGINES,
     BuildRequest,
     BuildResult,
+    Out,
     ProgressFn,
     Stopwatch,
+    check_spark_staging,
     checked_outputs,
     engine_settings,
     fsync_tree,
@@ -79,8 +82,8 @@ class RefreshRequest:
     snapshot_id: str
     as_of: datetime | None = None
     """T (default: the ledger clock's now)."""
-    out: Path | None = None
-    """Folder that receives ``OUT/<id>`` (default: the source snapshot's folder)."""
+    out: Path | str | None = None
+    """Folder (or store URI) that receives ``OUT/<id>`` (default: where the source snapshot is)."""
     engine: str = "duckdb"
     watermark: int | None = None
     spark_master: str | None = None
@@ -208,13 +211,14 @@ def refresh_snapshot(
             f"--watermark: expected a seq between the source's watermark {source.watermark} and the"
             f" ledger's head {head}, got {watermark}"
         )
-    manifest = read_manifest(source)
-    out = make_out_folder(request.out or source.path.parent)
+    manifest = read_manifest(source)  # on a store: its published prefix, through the local copy
+    out_arg = request.out or (source.path.parent if source.uri is None else stores.parent(source.uri))
+    out = make_out_folder(out_arg)
     build_request = BuildRequest(
         data=source.path,
         purpose=source.purpose,
         as_of=at,
-        out=out,
+        out=out_arg,
         engine=request.engine,
         watermark=watermark,
         spark_master=request.spark_master,
@@ -225,9 +229,11 @@ def refresh_snapshot(
         memory_limit=request.memory_limit,
         reverify=request.reverify,
     )
+    check_spark_staging(build_request, remote=source.uri is not None or out.remote)
     run = BuildRun.begin(
         ledger,
-        out=out,
+        out=out.root,
+        place=out.place,
         kind="refresh",
         purpose=source.purpose,
         as_of=at,
@@ -235,7 +241,7 @@ def refresh_snapshot(
         policy=engine.timeline.in_force(at),
         job_name=f"refresh.{source.purpose}",
         inputs=[
-            ol.ol_input(source.path),
+            ol.ol_input(source.where()),
             ol.ledger_dataset(ledger.engine.url.render_as_string(hide_password=True)),
         ],
         lineage_url=request.lineage_url,
@@ -243,7 +249,7 @@ def refresh_snapshot(
         subject=f"{source.purpose} from {source.snapshot_id}",
     )
     try:
-        result = _refresh(build_request, source, manifest, ledger, engine, at, watermark, run, progress)
+        result = _refresh(build_request, source, manifest, ledger, engine, at, watermark, run, progress, out)
     except BaseException:
         run.fail()
         raise
@@ -262,6 +268,7 @@ def _refresh(
     watermark: int,
     run: BuildRun,
     progress: ProgressFn | None,
+    out: Out,
 ) -> RefreshResult:
     work = run.folder
     watch = Stopwatch()
@@ -389,7 +396,8 @@ def _refresh(
     }
     body = canonical_json(manifest)
     (work / "manifest.json").write_bytes(body)
-    fsync_tree(work)
+    if not out.remote:
+        fsync_tree(work)
     lap("manifest")
     built = publish(
         request,
@@ -399,6 +407,7 @@ def _refresh(
         run,
         snapshot_id,
         relation.eligibility,
+        out=out,
         derived_from=source.snapshot_id,
     )
     lap("publish")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from consentgate.exceptions import ConflictError, InputError, NotFoundError
 from consentgate.ledger.schema import debt_overrides, model_snapshots, models, snapshots, training_reads
 from consentgate.ledger.store import Ledger
+from consentgate.snapshots import stores
 from consentgate.timeutil import from_micros, to_micros
 
 
@@ -33,9 +36,22 @@ class SnapshotEntry:
     registered_at: datetime
     derived_from: str | None = None
     """The snapshot this one was refreshed from (``snapshot refresh``), if any."""
+    uri: str | None = None
+    """Where the snapshot is published on an object store (``s3://bucket/prefix``); then ``path``
+    is the local copy readers use (``readable``). None for a snapshot in a local folder."""
+
+    @property
+    def location(self) -> str:
+        """What the registry records: the URI on an object store, else the local path."""
+        return self.uri if self.uri is not None else str(self.path)
+
+    def where(self) -> stores.Location:
+        """Where the snapshot is published, as a Location (for OpenLineage's dataset names)."""
+        return stores.local(self.path) if self.uri is None else stores.parse(self.uri, "the registry's path")
 
     @classmethod
     def from_row(cls, row: Any) -> SnapshotEntry:
+        remote = stores.is_uri(row.path)
         return cls(
             snapshot_id=row.snapshot_id,
             kind=row.kind,
@@ -47,9 +63,10 @@ class SnapshotEntry:
             records=int(row.records),
             members=int(row.members),
             manifest_sha256=row.manifest_sha256,
-            path=Path(row.path),
+            path=stores.cache_root() / "snapshots" / row.snapshot_id if remote else Path(row.path),
             registered_at=from_micros(row.registered_at),
             derived_from=row.derived_from,
+            uri=row.path if remote else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,10 +81,56 @@ class SnapshotEntry:
             "records": self.records,
             "members": self.members,
             "manifest_sha256": self.manifest_sha256,
-            "path": str(self.path),
+            "path": self.location,
             "registered_at": self.registered_at.isoformat(),
             "derived_from": self.derived_from,
         }
+
+
+def readable(entry: SnapshotEntry, *, fresh: bool = False) -> Path:
+    """The local folder that holds ``entry``'s files: its own folder, or for a snapshot on an object
+    store a local copy of its published prefix (downloaded once per manifest; ``fresh`` downloads
+    anew into a folder of its own, for ``verify``). NotPublished when the prefix has no marker."""
+    if entry.uri is None:
+        return entry.path
+    where = stores.parse(entry.uri, "the registry's path")
+    if not stores.exists(where.child(stores.PUBLISHED)):
+        raise stores.NotPublished(
+            f"snapshot {entry.snapshot_id}: {entry.uri} has no {stores.PUBLISHED} marker, so it is not"
+            " published there (its upload or the marker after its registration did not finish); build it"
+            " again to publish it"
+        )
+    stamp = entry.path.with_name(entry.path.name + ".complete")
+    if not fresh and stamp.is_file() and stamp.read_text() == entry.manifest_sha256 and entry.path.is_dir():
+        return entry.path
+    staged = entry.path.with_name(f".{entry.path.name}.{uuid.uuid4().hex}.download")
+    try:
+        stores.download_tree(where, staged, skip=[stores.PUBLISHED])
+        if fresh:
+            return staged
+        stamp.unlink(missing_ok=True)
+        try:
+            stores.replace_folder(staged, entry.path)
+        except OSError:  # another reader put its copy there first
+            if not entry.path.is_dir():
+                raise
+        stamp.write_text(entry.manifest_sha256)
+    finally:
+        if not fresh and staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)
+    return entry.path
+
+
+def read_manifest(entry: SnapshotEntry) -> bytes:
+    """``entry``'s ``manifest.json`` as it is now where the registry says (on a store: its prefix,
+    marker or not; the local copy when it holds the registered manifest). OSError or StoreError."""
+    if entry.uri is None:
+        return (entry.path / "manifest.json").read_bytes()
+    stamp = entry.path.with_name(entry.path.name + ".complete")
+    cached = entry.path / "manifest.json"
+    if stamp.is_file() and stamp.read_text() == entry.manifest_sha256 and cached.is_file():
+        return cached.read_bytes()
+    return stores.read_bytes(stores.parse(entry.uri, "the registry's path").child("manifest.json"))
 
 
 @dataclass(frozen=True)
@@ -194,7 +257,7 @@ class Registry:
             as_of=to_micros(entry.as_of),
             registered_at=to_micros(entry.registered_at),
             policy_ref=entry.policy_ref,
-            path=str(entry.path),
+            path=entry.location,
         )
         values.pop("policy")
         values["derived_from"] = entry.derived_from
@@ -202,8 +265,9 @@ class Registry:
             conn.execute(insert(snapshots).values(**values))
             publish(conn)
 
-    def move(self, snapshot_id: str, path: Path, *, conn: Connection | None = None) -> None:
-        """Record that ``snapshot_id`` is now at ``path`` (in ``conn``'s transaction, if given)."""
+    def move(self, snapshot_id: str, path: Path | str, *, conn: Connection | None = None) -> None:
+        """Record that ``snapshot_id`` is now at ``path`` (a folder or a store URI; in ``conn``'s
+        transaction, if given)."""
         statement = update(snapshots).where(snapshots.c.snapshot_id == snapshot_id).values(path=str(path))
         if conn is not None:
             conn.execute(statement)

@@ -23,7 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from consentgate.ledger.store import Ledger
 from consentgate.snapshots import openlineage as ol
 from consentgate.snapshots import outbox
-from consentgate.snapshots.leases import Lease, remove_stale_partials
+from consentgate.snapshots.leases import Lease, remove_stale_partials, remove_stale_uploads
+from consentgate.snapshots.stores import Location
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class BuildRun:
         ledger: Ledger,
         *,
         out: Path,
+        place: str | None = None,
         kind: str,
         purpose: str,
         as_of: datetime,
@@ -56,15 +58,21 @@ class BuildRun:
     ) -> BuildRun:
         """Clean OUT of builds whose lease ran out, take this build's lease (recording START with
         it), create its unpublished folder and try to deliver START. ``subject`` (default: the
-        purpose) is what makes the build itself, with OUT, kind, as-of and watermark."""
+        purpose) is what makes the build itself, with OUT, kind, as-of and watermark. ``out`` is
+        the local folder for the unpublished folder; ``place`` names OUT when that is a store (its
+        URI: the lease is then one per store prefix, whichever host stages the build), and its
+        uploads whose build is gone are removed there too."""
         target = ol.lineage_target(out, lineage_url)
         emitter = ol.LineageEmitter(ol.client_for(target), job_name=job_name, inputs=inputs)
         facet_args = {"purpose": purpose, "policy": policy, "as_of": as_of, "watermark": watermark}
         start = emitter.event(RunState.START, ol.run_facet(**facet_args))
         remove_stale_partials(out, ledger)
+        if place is not None:
+            remove_stale_uploads(place, ledger)
         lease = Lease.acquire(
             ledger,
             out=out,
+            place=place,
             kind=kind,
             purpose=subject or purpose,
             as_of=as_of,
@@ -85,11 +93,12 @@ class BuildRun:
     def folder(self) -> Path:
         return self.lease.folder
 
-    def finish(self, conn: Connection, snapshot_id: str, path: Path) -> None:
-        """In the transaction that publishes: end the lease (LeaseLost if it ran out), record COMPLETE."""
+    def finish(self, conn: Connection, snapshot_id: str, where: Location) -> None:
+        """In the transaction that publishes: end the lease (LeaseLost if it ran out), record COMPLETE
+        naming ``where`` the snapshot is published."""
         self.lease.end(conn)
         facet = ol.run_facet(**self.facet_args, snapshot_id=snapshot_id)
-        complete = self.emitter.event(RunState.COMPLETE, facet, outputs=[ol.ol_output(path)])
+        complete = self.emitter.event(RunState.COMPLETE, facet, outputs=[ol.ol_output(where)])
         outbox.record(conn, self.target, complete)
 
     def done(self) -> None:

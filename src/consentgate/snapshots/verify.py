@@ -12,13 +12,18 @@ Each problem names the check that failed:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from consentgate.exceptions import EngineOutputError
 from consentgate.ledger.mirror import file_sha256
+from consentgate.snapshots import stores
 from consentgate.snapshots.integrity import (
     compare_lineage,
     content_digest,
@@ -27,7 +32,7 @@ from consentgate.snapshots.integrity import (
     parquet_rows,
     snapshot_suffix,
 )
-from consentgate.snapshots.registry import SnapshotEntry
+from consentgate.snapshots.registry import SnapshotEntry, readable
 
 
 @dataclass(frozen=True)
@@ -43,15 +48,34 @@ class VerifyResult:
         return not self.problems
 
 
-def verify_snapshot(entry: SnapshotEntry) -> VerifyResult:
-    """Hashes, row counts, counts, lineage and id of a registered snapshot, against its files."""
-    manifest_path = entry.path / "manifest.json"
+def verify_snapshot(entry: SnapshotEntry, *, root: Path | None = None) -> VerifyResult:
+    """Hashes, row counts, counts, lineage and id of a registered snapshot, against its files.
+
+    ``root`` is the folder whose files are checked (default: the snapshot's folder; for one on an
+    object store a fresh copy of its published prefix, every object in it, removed afterwards, so
+    that what the store holds now is checked, not a local copy)."""
+    if root is not None or entry.uri is None:
+        return _verify(entry, root or entry.path)
+    try:
+        fresh = readable(entry, fresh=True)
+    except (stores.NotPublished, stores.StoreError) as exc:
+        return VerifyResult(entry.snapshot_id, 0, [f"manifest: {exc}"])
+    try:
+        return _verify(entry, fresh)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
+def _verify(entry: SnapshotEntry, root: Path) -> VerifyResult:
+    entry = dataclasses.replace(entry, path=root)
+    shown = _namer(entry, root)
+    manifest_path = root / "manifest.json"
     if not manifest_path.is_file():
-        return VerifyResult(entry.snapshot_id, 0, [f"manifest: {manifest_path} is missing"])
+        return VerifyResult(entry.snapshot_id, 0, [f"manifest: {shown(manifest_path)} is missing"])
     body = manifest_path.read_bytes()
     problems: list[str] = []
     if hashlib.sha256(body).hexdigest() != entry.manifest_sha256:
-        problems.append(f"manifest: {manifest_path} changed since the snapshot was registered")
+        problems.append(f"manifest: {shown(manifest_path)} changed since the snapshot was registered")
     try:
         manifest = json.loads(body)
         listed: list[dict[str, Any]] = [*manifest["outputs"]["records"], manifest["outputs"]["members"]]
@@ -61,16 +85,16 @@ def verify_snapshot(entry: SnapshotEntry) -> VerifyResult:
     checks = ["hash"]
     intact = True
     for item in listed:
-        path = entry.path / item["file"]
+        path = root / item["file"]
         if not path.is_file():
-            problems.append(f"hash: {path} is missing")
+            problems.append(f"hash: {shown(path)} is missing")
             intact = False
         elif file_sha256(path) != item["sha256"]:
-            problems.append(f"hash: {path} differs from the manifest (sha256)")
-    known = {entry.path / item["file"] for item in listed} | {manifest_path}
-    for path in sorted(entry.path.rglob("*")):
+            problems.append(f"hash: {shown(path)} differs from the manifest (sha256)")
+    known = {root / item["file"] for item in listed} | {manifest_path}
+    for path in sorted(root.rglob("*")):
         if path.is_file() and path not in known:
-            problems.append(f"hash: {path} is not listed in the manifest")
+            problems.append(f"hash: {shown(path)} is not listed in the manifest")
     if intact:
         checks += ["rows", "counts", "lineage"]
         problems += _derived(entry, manifest, listed, counts)
@@ -78,6 +102,14 @@ def verify_snapshot(entry: SnapshotEntry) -> VerifyResult:
         checks.append("id")
         problems += _identity(entry, manifest)
     return VerifyResult(entry.snapshot_id, len(listed) + 1, problems, checks)
+
+
+def _namer(entry: SnapshotEntry, root: Path) -> Callable[[Path], str]:
+    """How a problem names a file: its path, or for a snapshot on a store its URI (not the copy's path)."""
+    if entry.uri is None:
+        return str
+    uri = entry.uri.rstrip("/")
+    return lambda path: f"{uri}/{path.relative_to(root).as_posix()}"
 
 
 def _derived(

@@ -26,7 +26,7 @@ from consentgate.ledger.database import DEFAULT_URL
 from consentgate.ledger.store import Ledger
 from consentgate.policy import load_timeline
 from consentgate.snapshots import openlineage as ol
-from consentgate.snapshots.registry import Registry, SnapshotEntry, TrainingRead
+from consentgate.snapshots.registry import Registry, SnapshotEntry, TrainingRead, readable
 from consentgate.snapshots.verify import verify_snapshot
 from consentgate.taxonomy import load_taxonomy
 from consentgate.timeutil import ensure_utc, format_instant, parse_instant
@@ -198,7 +198,8 @@ def _check_purpose(entry: SnapshotEntry, purpose: str) -> None:
 
 def _verified_files(entry: SnapshotEntry) -> tuple[Path, ...]:
     """The record files of ``entry`` after ``verify_snapshot``, from a manifest read once more."""
-    result = verify_snapshot(entry)
+    root = readable(entry) if entry.uri is not None else None  # on a store: the local copy is checked
+    result = verify_snapshot(entry, root=root)
     if not result.ok:
         raise ProofError(
             f"snapshot {entry.snapshot_id} is not what its manifest says, so it was not opened:"
@@ -206,7 +207,7 @@ def _verified_files(entry: SnapshotEntry) -> tuple[Path, ...]:
             f" `consentgate snapshot verify {entry.snapshot_id}` repeats the check)"
         )
     # Read again and pinned to the registered hash: what lists the files is what was verified.
-    body = (entry.path / "manifest.json").read_bytes()
+    body = ((root or entry.path) / "manifest.json").read_bytes()
     if hashlib.sha256(body).hexdigest() != entry.manifest_sha256:
         raise ProofError(f"snapshot {entry.snapshot_id}: manifest.json changed while it was being verified")
     return record_files(entry, json.loads(body))

@@ -17,6 +17,7 @@ from openlineage.client.uuid import generate_new_uuid
 
 from consentgate.exceptions import InputError, PublishError
 from consentgate.snapshots import openlineage as ol
+from consentgate.snapshots import stores
 from consentgate.snapshots.openlineage import ConsentgateRunFacet
 from consentgate.snapshots.registry import SnapshotEntry
 
@@ -89,11 +90,12 @@ def read_run(
 ) -> ReadRun:
     """The run for reading ``entry``: inputs are the snapshot folder and the ledger the debt was read from."""
     url = lineage_url or os.environ.get("OPENLINEAGE_URL")
-    out = entry.path.parent
+    # the file log beside the snapshot; for one on a store, where builds into its prefix log
+    out = entry.path.parent if entry.uri is None else stores.staging_for(stores.parent(entry.uri))
     emitter = ol.LineageEmitter(
         ol.lineage_client(out, url),
         job_name=lineage_job_name(job),
-        inputs=[ol.ol_input(entry.path), ol.ledger_dataset(ledger_where)],
+        inputs=[ol.ol_input(entry.where()), ol.ledger_dataset(ledger_where)],
         run_id=run_id,
     )
     return ReadRun(emitter, facet, url or str(out / "openlineage.jsonl"))
