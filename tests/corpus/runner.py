@@ -75,13 +75,26 @@ class Case:
     exit: int | None = None
     status: int | None = None
     db: bool = True
+    env: dict[str, str] | None = None
+    """Environment variables the command runs with (an empty value unsets one)."""
 
 
 def load_cases() -> list[Case]:
     cases: list[Case] = []
     for path in sorted(HERE.glob("*.yaml")):
         for raw in yaml.safe_load(path.read_text("utf-8")):
-            unknown = set(raw) - {"id", "about", "argv", "http", "input", "exit", "status", "says", "db"}
+            unknown = set(raw) - {
+                "id",
+                "about",
+                "argv",
+                "http",
+                "input",
+                "exit",
+                "status",
+                "says",
+                "db",
+                "env",
+            }
             if unknown:
                 raise ValueError(f"{path.name}: case {raw.get('id')}: unknown fields {sorted(unknown)}")
             if ("argv" in raw) == ("http" in raw):
@@ -100,6 +113,7 @@ def load_cases() -> list[Case]:
                     exit=raw.get("exit"),
                     status=raw.get("status"),
                     db=raw.get("db", True),
+                    env={str(k): str(v) for k, v in raw["env"].items()} if "env" in raw else None,
                 )
             )
     ids = [case.id for case in cases]
@@ -319,9 +333,10 @@ def _run_cli(case: Case, values: dict[str, str], tmp: Path) -> tuple[int, str, d
         argv = ["--db", values["db"], *argv]
     lines: list[str] = []
     stdout, stderr = io.StringIO(), io.StringIO()
-    names = ("XDG_CACHE_HOME", "COLUMNS", crashlog.LOG_FILE_ENV, "CORPUS_PASSWORD")
+    names = ("XDG_CACHE_HOME", "COLUMNS", crashlog.LOG_FILE_ENV, "CORPUS_PASSWORD", *(case.env or {}))
     saved = {k: os.environ.get(k) for k in names}
     os.environ.update({"XDG_CACHE_HOME": str(tmp / "cache"), "COLUMNS": "200", "CORPUS_PASSWORD": PASSWORD})
+    os.environ.update(case.env or {})
     os.environ.pop(crashlog.LOG_FILE_ENV, None)
     try:
         with redirect_stdout(stdout), redirect_stderr(stderr):
