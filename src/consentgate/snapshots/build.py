@@ -25,6 +25,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -398,11 +399,14 @@ def checked_outputs(
         lineage=lineage,
         root=work,
     )
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # hashlib releases the GIL
+        digests = list(pool.map(file_sha256, [*output.record_files, members_path]))
     outputs: dict[str, Any] = {
         "records": [
-            file_entry(f, work, n, file_sha256(f)) for f, n in zip(output.record_files, rows, strict=True)
+            file_entry(f, work, n, digest)
+            for f, n, digest in zip(output.record_files, rows, digests[:-1], strict=True)
         ],
-        "members": file_entry(members_path, work, lineage.rows, file_sha256(members_path)),
+        "members": file_entry(members_path, work, lineage.rows, digests[-1]),
     }
     return lineage, outputs
 

@@ -1,5 +1,5 @@
-"""The embedded default: Arrow and numpy filter each file in the build's own process; DuckDB
-aggregates the lineage.
+"""The embedded default: Arrow and numpy filter each file in the build's own process, and count
+the lineage in the same pass.
 
 Determinism by construction, at any size: each input file is read batch by batch in file order, a
 record's class is found by binary search in the members sorted by id, its category's index by
@@ -8,12 +8,16 @@ are written in order and cut into row groups of exactly ``ROW_GROUP_SIZE`` rows.
 involved, so nothing depends on a hash table's layout, the thread schedule or memory pressure (a
 DuckDB hash join emits a chunk's matches in rounds of hash-chain depth, which reorders a few rows
 per million and varied between runs). The counts for the manifest come from the same pass (one
-``bincount`` per batch), so the input is read once. Files run in parallel, one per core; the heavy
-parts (Parquet reading and writing, ``searchsorted``, ``filter``) release the GIL.
+``bincount`` per batch), and so does the lineage: each file's kept (member, category) pairs as one
+packed integer key, counted per file (``np.unique``) and merged at the end (the per-file runs are
+sorted, so a stable sort merges them), so the input is read once and the output never. Files run in
+parallel, one per core; the heavy parts (Parquet reading and writing, ``searchsorted``, ``filter``,
+the sorts) release the GIL.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import Counter
@@ -121,26 +125,31 @@ class DuckDBEngine:
         lock = threading.Lock()
         done = [0]
 
-        def one(index: int) -> tuple[Path, list[Group]]:
+        def one(index: int) -> tuple[Path, list[Group], _Pairs | None]:
             source = job.dataset.records[index]
             target = records / f"part-{index:05d}.parquet"
-            groups = _filter_file(source.path, target, lookup, job.at_us, self.row_group_size)
+            groups, pairs = _filter_file(
+                source.path, target, lookup, job.at_us, self.row_group_size, lineage=job.lineage
+            )
             with lock:
                 done[0] += source.rows
                 if progress is not None:
                     progress(done[0])
-            return target, groups
+            return target, groups, pairs
 
         with ThreadPoolExecutor(max_workers=min(self.workers, len(job.dataset.records))) as pool:
             results = list(pool.map(one, range(len(job.dataset.records))))
         out = EngineOutput(
-            record_files=[target for target, _ in results], groups_by_file=[groups for _, groups in results]
+            record_files=[target for target, _, _ in results],
+            groups_by_file=[groups for _, groups, _ in results],
         )
         if job.lineage:
-            indexes = pa.array(range(len(lookup.names)), pa.int64())
-            self.con.register("cats_src", pa.table({"category": lookup.names, "idx": indexes}))
-            _write_lineage(self.con, records, job.out / "members.parquet", lookup.names, lookup.slots)
-            self.con.unregister("cats_src")
+            found = [pairs for _, _, pairs in results]
+            if all(pairs is not None for pairs in found):
+                chosen = [p for p in found if p is not None]
+                _write_pairs(job.out / "members.parquet", chosen, lookup, self.workers)
+            else:  # member ids too large to pack with a category: grouped by DuckDB from the output
+                _write_lineage(self.con, records, job.out / "members.parquet")
         return out
 
 
@@ -164,19 +173,30 @@ def _batches(parquet: pq.ParquetFile, source: Path) -> Iterator[pa.RecordBatch]:
         yield batch
 
 
-def _filter_file(source: Path, target: Path, lookup: _Lookup, at_us: int, row_group_size: int) -> list[Group]:
-    """Write the eligible rows of ``source`` to ``target`` in input order; count every record."""
+_Pairs = tuple[np.ndarray, np.ndarray]
+"""A file's lineage: sorted packed keys ``member_id * slots + category index`` and their records."""
+
+
+def _filter_file(
+    source: Path, target: Path, lookup: _Lookup, at_us: int, row_group_size: int, *, lineage: bool = True
+) -> tuple[list[Group], _Pairs | None]:
+    """Write the eligible rows of ``source`` to ``target`` in input order; count every record, and
+    (``lineage``) the written records per (member, category). The pairs are None when a member id
+    is too large to pack with a category index into an int64."""
     parquet = pq.ParquetFile(source)
+    schema = parquet.schema_arrow
     counts = np.zeros(lookup.allowed.shape[0] * lookup.slots * 2, dtype=np.int64)
+    packable = (1 << 62) // lookup.slots
+    kept_keys: list[np.ndarray] | None = [] if lineage else None
     unknown: Counter[tuple[int, str | None, bool]] = Counter()
     pending: list[pa.RecordBatch] = []
     buffered = 0
     with pq.ParquetWriter(
         target,
-        parquet.schema_arrow,
+        schema,
         compression="snappy",
         dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
-        write_statistics=[c for c in STATISTICS if c in parquet.schema_arrow.names],
+        write_statistics=[c for c in STATISTICS if c in schema.names],
     ) as writer:
         for batch in _batches(parquet, source):
             member_ids = batch.column("member_id").to_numpy(zero_copy_only=False).astype(np.int64)
@@ -193,15 +213,19 @@ def _filter_file(source: Path, target: Path, lookup: _Lookup, at_us: int, row_gr
             if keep.any():
                 pending.append(batch.filter(pa.array(keep)))
                 buffered += pending[-1].num_rows
+                if kept_keys is not None:
+                    members, cats = member_ids[keep], categories[keep]
+                    if np.abs(members).max() >= packable:
+                        kept_keys = None
+                    else:
+                        kept_keys.append(members * lookup.slots + cats)
             while buffered >= row_group_size:  # row groups of exactly row_group_size rows
                 table = pa.Table.from_batches(pending)
                 writer.write_table(table.slice(0, row_group_size), row_group_size=row_group_size)
                 rest = table.slice(row_group_size)
                 pending, buffered = rest.to_batches(), rest.num_rows
         if buffered:
-            writer.write_table(
-                pa.Table.from_batches(pending, parquet.schema_arrow), row_group_size=row_group_size
-            )
+            writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=row_group_size)
     groups: list[Group] = []
     for key in np.flatnonzero(counts).tolist():
         late_bit, rest = key % 2, key // 2
@@ -209,7 +233,68 @@ def _filter_file(source: Path, target: Path, lookup: _Lookup, at_us: int, row_gr
         if idx != lookup.unknown:
             groups.append((class_id, lookup.names[idx], bool(late_bit), int(counts[key])))
     groups.extend((c, name, late, n) for (c, name, late), n in sorted(unknown.items(), key=str))
-    return groups
+    pairs: _Pairs | None = None
+    if kept_keys is not None:
+        keys, records = np.unique(
+            np.concatenate(kept_keys) if kept_keys else np.zeros(0, np.int64), return_counts=True
+        )
+        pairs = (keys, records.astype(np.int64))
+    return groups, pairs
+
+
+LINEAGE_BATCH = 1 << 20
+"""Rows per row group of ``members.parquet`` (as DuckDB's reader handed them to the writer before)."""
+
+
+def _write_pairs(target: Path, found: list[_Pairs], lookup: _Lookup, workers: int) -> None:
+    """members.parquet from the files' counted pairs, sorted by member and category: the keys are
+    cut into ``workers`` ranges of members, each range merged (a stable sort of the files' sorted
+    runs is a merge) and summed per key in its own thread, then written in order."""
+    cuts = _ranges([keys for keys, _ in found], workers)
+    pieces = [_pieces(pairs, cuts) for pairs in found]  # [file][range]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(lambda r: _merge([p[r] for p in pieces]), range(len(cuts) + 1)))
+    dictionary = pa.array(lookup.names, pa.string())
+    with pq.ParquetWriter(target, LINEAGE_SCHEMA, compression="zstd") as writer:
+        pending: list[pa.RecordBatch] = []
+        buffered = 0
+        for keys, records in parts:
+            if not len(keys):
+                continue
+            pending.append(
+                pa.record_batch(
+                    [
+                        pa.array(np.floor_divide(keys, lookup.slots)),
+                        dictionary.take(pa.array(np.mod(keys, lookup.slots))),
+                        pa.array(records),
+                    ],
+                    schema=LINEAGE_SCHEMA,
+                )
+            )
+            buffered += len(keys)
+            while buffered >= LINEAGE_BATCH:  # row groups of LINEAGE_BATCH rows, whatever the cuts
+                table = pa.Table.from_batches(pending)
+                writer.write_table(table.slice(0, LINEAGE_BATCH), row_group_size=LINEAGE_BATCH)
+                rest = table.slice(LINEAGE_BATCH)
+                pending, buffered = rest.to_batches(), rest.num_rows
+        if buffered:
+            writer.write_table(pa.Table.from_batches(pending, LINEAGE_SCHEMA), row_group_size=LINEAGE_BATCH)
+
+
+def _ranges(runs: list[np.ndarray], parts: int) -> list[int]:
+    """Keys that cut the sorted ``runs`` into ``parts`` ranges of about equal shares (a sample)."""
+    samples = [run[:: max(1, len(run) // 1024)] for run in runs if len(run)]
+    if not samples or parts <= 1:
+        return []
+    sample = np.sort(np.concatenate(samples))
+    return sorted({int(sample[len(sample) * i // parts]) for i in range(1, parts)})
+
+
+def _pieces(pairs: _Pairs, cuts: list[int]) -> list[_Pairs]:
+    """``pairs`` cut before each of ``cuts`` (len(cuts) + 1 pieces, in key order)."""
+    keys, records = pairs
+    edges = [0, *np.searchsorted(keys, cuts).tolist(), len(keys)]
+    return [(keys[a:b], records[a:b]) for a, b in itertools.pairwise(edges)]
 
 
 def _slots(categories: int) -> int:
@@ -220,39 +305,24 @@ def _slots(categories: int) -> int:
     return slots
 
 
-def _write_lineage(
-    con: duckdb.DuckDBPyConnection, records: Path, target: Path, names: list[str], slots: int
-) -> None:
-    """members.parquet: (member_id, category, records) sorted, from the eligible records.
+def _merge(found: list[_Pairs]) -> _Pairs:
+    """Sorted runs of (key, records) merged and summed per key."""
+    keys = np.concatenate([k for k, _ in found]) if found else np.zeros(0, np.int64)
+    records = np.concatenate([n for _, n in found]) if found else np.zeros(0, np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys, records = keys[order], records[order]
+    if len(keys):
+        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+        keys, records = keys[starts], np.add.reduceat(records, starts)
+    return keys, records
 
-    Grouping and sorting on one integer (member_id * slots + category index) costs a third of
-    grouping on (member_id, category) and sorting by the string; the key is decoded in Arrow.
-    """
+
+def _write_lineage(con: duckdb.DuckDBPyConnection, records: Path, target: Path) -> None:
+    """members.parquet grouped by DuckDB from the written records (member ids beyond what packs)."""
     source = f"read_parquet({_path(records / '*.parquet')})"
-    bound = con.execute(f"SELECT max(abs(member_id::BIGINT)) FROM {source}").fetchall()[0]
-    if bound[0] is None or int(bound[0]) >= (1 << 62) // slots:
-        con.execute(
-            f"""COPY (
-              SELECT member_id::BIGINT AS member_id, category, count(*)::BIGINT AS records
-              FROM {source} GROUP BY ALL ORDER BY member_id, category
-            ) TO {_path(target)} (FORMAT parquet, COMPRESSION zstd)"""
-        )
-        return
-    reader = con.sql(
-        f"""SELECT r.member_id::BIGINT * {slots} + c.idx AS k, count(*)::BIGINT AS n
-        FROM {source} r JOIN cats_src c ON c.category = r.category GROUP BY k ORDER BY k"""
-    ).to_arrow_reader(1 << 20)
-    dictionary = pa.array(names, pa.string())
-    with pq.ParquetWriter(target, LINEAGE_SCHEMA, compression="zstd") as writer:
-        for batch in reader:
-            keys = batch.column(0).to_numpy()
-            writer.write_batch(
-                pa.record_batch(
-                    [
-                        pa.array(np.floor_divide(keys, slots)),
-                        dictionary.take(pa.array(np.mod(keys, slots))),
-                        batch.column(1),
-                    ],
-                    schema=LINEAGE_SCHEMA,
-                )
-            )
+    con.execute(
+        f"""COPY (
+          SELECT member_id::BIGINT AS member_id, category, count(*)::BIGINT AS records
+          FROM {source} GROUP BY ALL ORDER BY member_id, category
+        ) TO {_path(target)} (FORMAT parquet, COMPRESSION zstd)"""
+    )
