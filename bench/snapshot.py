@@ -10,6 +10,11 @@ and the warm DuckDB build (time linear in records). Purpose genai.training as of
   a      DuckDB: count the records of the purpose's categories (the scan + filter floor)
   b      hand-written DuckDB query: as-of state from the events export, member facts, regions,
          objections, joins; writes the eligible records to Parquet
+  f      the filtered copy floor: ``COPY (SELECT * … WHERE category IN (…) AND created_at <= T)``,
+         no consent at all (what any build must at least read and write)
+  fs     (f) semi-joined to the eligible members (computed beforehand, untimed): exactly the
+         build's rows, the cheapest write of them DuckDB knows
+  t      (b) tuned: the eligible members first (a temp table), then one semi-join copy
   c      ``decide()`` per record on a 1-in-50 sample (record_id % 50 = 0), extrapolated
   d      query (b) in PySpark, local[2] (session start reported apart from the query)
   build  ``build_snapshot`` with the DuckDB engine, cold (event mirror deleted) and warm
@@ -46,7 +51,7 @@ AS_OF = datetime(2025, 11, 3, tzinfo=UTC)
 T_SQL = "TIMESTAMP '2025-11-03 00:00:00'"  # compared in UTC (both sessions run in UTC)
 PURPOSE, SEED, PAYLOAD, SAMPLE_EVERY = "genai.training", 1, 16, 50
 REGIONS = ("EEA", "CH", "UK", "CA", "HK", "ROW")  # genai.training as of 2025-11-03 (not CN)
-STEPS = ("a", "b", "c", "d", "build", "spark")
+STEPS = ("a", "b", "f", "fs", "t", "c", "d", "build", "spark")
 
 
 def size_label(n: int) -> str:
@@ -128,6 +133,19 @@ def eligible_sql(events: str, records: str, spark: bool) -> str:
     """
 
 
+def eligible_members_sql(events: str) -> str:
+    """The eligible members of (b) alone (its CTEs up to ``eligible``)."""
+    full = eligible_sql(events, "records", False)
+    return full[: full.rindex("SELECT r.*")] + "SELECT member_id FROM eligible"
+
+
+def filtered_copy_sql(records: str, members: str | None) -> str:
+    """(f): the purpose's categories created by T; with ``members``, only those members' records."""
+    cats = ", ".join(f"'{c}'" for c in categories())
+    semi = "" if members is None else f" AND member_id IN (SELECT member_id FROM {members})"
+    return f"SELECT * FROM {records} WHERE category IN ({cats}) AND created_at <= {T_SQL}{semi}"
+
+
 # -- the measurements (each in its own process) ---------------------------------------------------
 
 
@@ -154,6 +172,52 @@ def run_b(data: Path, out: Path) -> dict[str, Any]:
         f"read_parquet('{out.parent / 'events.parquet'}')", f"read_parquet('{data}/records/*.parquet')", False
     )
     con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)")  # snappy, as consentgate's DuckDB engine
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rows": int(scalar(f"SELECT count(*) FROM '{target}'"))}
+
+
+def _duck() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TEMP TABLE country_region(country VARCHAR, region VARCHAR)")
+    con.executemany("INSERT INTO country_region VALUES (?, ?)", country_regions())
+    return con
+
+
+def run_f(data: Path, out: Path) -> dict[str, Any]:
+    target = out / "f.parquet"
+    target.unlink(missing_ok=True)
+    con = _duck()
+    start = time.perf_counter()
+    sql = filtered_copy_sql(f"read_parquet('{data}/records/*.parquet')", None)
+    con.execute(f"COPY ({sql}) TO '{target}'")
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rows": int(scalar(f"SELECT count(*) FROM '{target}'"))}
+
+
+def run_fs(data: Path, out: Path) -> dict[str, Any]:
+    target, members = out / "fs.parquet", out / "eligible-members.parquet"
+    target.unlink(missing_ok=True)
+    con = _duck()
+    if not members.exists():  # untimed: the consent part is what (f) + semi-join leaves out
+        events = f"read_parquet('{out.parent / 'events.parquet'}')"
+        con.execute(f"COPY ({eligible_members_sql(events)}) TO '{members}'")
+    start = time.perf_counter()
+    sql = filtered_copy_sql(f"read_parquet('{data}/records/*.parquet')", f"read_parquet('{members}')")
+    con.execute(f"COPY ({sql}) TO '{target}'")
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rows": int(scalar(f"SELECT count(*) FROM '{target}'"))}
+
+
+def run_t(data: Path, out: Path) -> dict[str, Any]:
+    target = out / "t.parquet"
+    target.unlink(missing_ok=True)
+    con = _duck()
+    start = time.perf_counter()
+    events = f"read_parquet('{out.parent / 'events.parquet'}')"
+    con.execute(f"CREATE TEMP TABLE eligible_members AS {eligible_members_sql(events)}")
+    sql = filtered_copy_sql(f"read_parquet('{data}/records/*.parquet')", "eligible_members")
+    con.execute(f"COPY ({sql}) TO '{target}'")
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "rows": int(scalar(f"SELECT count(*) FROM '{target}'"))}
 
@@ -253,7 +317,8 @@ def run_build(data: Path, out: Path, engine_name: str, cold: bool) -> dict[str, 
 def worker(step: str, data: Path, out: Path) -> dict[str, Any]:
     if step in ("build-cold", "build-warm", "spark"):
         return run_build(data, out, "spark" if step == "spark" else "duckdb", step == "build-cold")
-    return {"a": run_a, "b": run_b, "c": run_c, "d": run_d}[step](data, out)
+    steps = {"a": run_a, "b": run_b, "f": run_f, "fs": run_fs, "t": run_t, "c": run_c, "d": run_d}
+    return steps[step](data, out)
 
 
 # -- orchestration --------------------------------------------------------------------------------
@@ -376,8 +441,9 @@ def run(argv: list[str]) -> int:
     for n in sizes:
         label, net, run_dir = size_label(n), out / f"net{size_label(n)}", out / f"run{size_label(n)}"
         run_dir.mkdir(exist_ok=True)
-        order = ("a", "b", "build-cold", "build-warm", "c", "d", "spark")
-        steps = [s for s in order if s.split("-")[0] in only and (n == reference or s in ("b", "build-warm"))]
+        order = ("a", "b", "f", "fs", "t", "build-cold", "build-warm", "c", "d", "spark")
+        linear = ("b", "f", "build-warm")  # the steps of every size (time linear in records)
+        steps = [s for s in order if s.split("-")[0] in only and (n == reference or s in linear)]
         if "c" in steps and not (run_dir / "sample.parquet").exists():
             duckdb.connect().execute(
                 f"COPY (SELECT record_id, member_id, category, created_at FROM '{net}/records/*.parquet'"
@@ -402,10 +468,11 @@ def check(run_dir: Path, size: dict[str, Any]) -> dict[str, Any]:
         return {}
     ours = f"read_parquet('{build['path']}/records/*.parquet')"
     checks: dict[str, Any] = {}
-    if "rows" in size.get("b", {}):
-        b = f"read_parquet('{run_dir / 'b.parquet'}')"
-        for name, left, right in (("only_b", b, ours), ("only_consentgate", ours, b)):
-            checks[name] = scalar(f"SELECT count(*) FROM {left} x ANTI JOIN {right} y USING (record_id)")
+    for step in ("b", "fs", "t"):  # each holds exactly the build's records
+        if "rows" in size.get(step, {}):
+            other = f"read_parquet('{run_dir / (step + '.parquet')}')"
+            for name, left, right in ((f"only_{step}", other, ours), (f"not_in_{step}", ours, other)):
+                checks[name] = scalar(f"SELECT count(*) FROM {left} x ANTI JOIN {right} y USING (record_id)")
     if "rows" in size.get("c", {}):
         checks["c_disagreements"] = scalar(
             f"SELECT count(*) FROM '{run_dir / 'sample.parquet'}' s"
@@ -419,6 +486,9 @@ def check(run_dir: Path, size: dict[str, Any]) -> dict[str, Any]:
 NAMES = {
     "a": "(a) DuckDB scan + category filter + count",
     "b": "(b) hand-written DuckDB query → Parquet",
+    "f": "(f) filtered copy floor (categories, created by T; no consent)",
+    "fs": "(f) semi-joined to the eligible members (the build's rows; members untimed)",
+    "t": "(t) tuned hand-written query: eligible members first, one semi-join",
     "c": "(c) decide() per record, extrapolated",
     "d": "(d) PySpark local[2] query (session start apart)",
     "build-cold": "consentgate DuckDB build, cold mirror",
@@ -435,32 +505,39 @@ def report(results: dict[str, Any], reference: str) -> str:
         return "—" if num is None or not den else f"{num / den:,.2f}{unit}"
 
     ref = results["sizes"].get(reference, {})
-    b, c, d = sec(ref.get("b")), ref.get("c", {}), sec(ref.get("d"))
+    b, c, d, f = sec(ref.get("b")), ref.get("c", {}), sec(ref.get("d")), sec(ref.get("f"))
     c_full = None if sec(c) is None else parse_size(reference) / c["per_second"]
     lines = [
         f"{reference} records, {results['members']:,} members, ledger head {results['head']:,}",
         "",
-        "| measurement | time | rows out | ÷ (b) | (c) ÷ this | ÷ (d) | peak RSS (of it anonymous) |",
-        "|---|---|---|---|---|---|---|",
+        "| measurement | time | rows out | ÷ (b) | ÷ (f) | (c) ÷ this | ÷ (d) | peak RSS (of it anonymous) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for step, name in NAMES.items():
         r = ref.get(step)
         t = c_full if step == "c" else sec(r)
         if r is None or t is None:
-            lines += [] if r is None else [f"| {name} | {r.get('error', '—')} | | | | | |"]
+            lines += [] if r is None else [f"| {name} | {r.get('error', '—')} | | | | | | |"]
             continue
         note = f" + session {r['session_seconds']:.1f} s" if step == "d" else ""
         note += f" ({c['sample']:,} in {c['seconds']:.1f} s, {c['per_second']:,.0f}/s)" if step == "c" else ""
         rows = f"{r['rows']:,}" + (f" of {c['sample']:,}" if step == "c" else "")
         lines.append(
-            f"| {name} | {t:,.2f} s{note} | {rows} | {x(t, b)} | {x(c_full, t)} | {x(t, d)}"
+            f"| {name} | {t:,.2f} s{note} | {rows} | {x(t, b)} | {x(t, f)} | {x(c_full, t)} | {x(t, d)}"
             f" | {r['peak_rss_mb']:,.0f} MB ({r['peak_anon_mb']:,.0f} MB anon) |"
         )
-    lines += ["", "| records | (b) | consentgate warm | ÷ (b) | peak RSS |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| records | (b) | (f) | consentgate warm | ÷ (b) | ÷ (f) | peak RSS |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for label, size in results["sizes"].items():
-        bb, w = sec(size.get("b")), sec(size.get("build-warm"))
+        bb, ff, w = sec(size.get("b")), sec(size.get("f")), sec(size.get("build-warm"))
         rss = size.get("build-warm", {}).get("peak_rss_mb", 0)
-        lines.append(f"| {label} | {x(bb, 1, ' s')} | {x(w, 1, ' s')} | {x(w, bb)} | {rss:,.0f} MB |")
+        lines.append(
+            f"| {label} | {x(bb, 1, ' s')} | {x(ff, 1, ' s')} | {x(w, 1, ' s')} | {x(w, bb)} | {x(w, ff)}"
+            f" | {rss:,.0f} MB |"
+        )
     for label, size in results["sizes"].items():
         for step in ("build-cold", "build-warm", "spark"):
             if "timings" in size.get(step, {}):
