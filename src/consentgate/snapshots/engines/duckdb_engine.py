@@ -238,7 +238,7 @@ def _filter_file(
         keys, records = np.unique(
             np.concatenate(kept_keys) if kept_keys else np.zeros(0, np.int64), return_counts=True
         )
-        pairs = (keys, records.astype(np.int64))
+        pairs = (keys, records.astype(np.int32))  # a file's records per pair: < 2^31
     return groups, pairs
 
 
@@ -248,12 +248,25 @@ LINEAGE_BATCH = 1 << 20
 
 def _write_pairs(target: Path, found: list[_Pairs], lookup: _Lookup, workers: int) -> None:
     """members.parquet from the files' counted pairs, sorted by member and category: the keys are
-    cut into ``workers`` ranges of members, each range merged (a stable sort of the files' sorted
-    runs is a merge) and summed per key in its own thread, then written in order."""
-    cuts = _ranges([keys for keys, _ in found], workers)
+    cut into ``MERGE_RANGES_PER_WORKER`` ranges of members per worker, each range merged (a stable
+    sort of the files' sorted runs is a merge) and summed per key in the workers' threads, and
+    written in order as the ranges come back, so only a few ranges' merges are in memory at once."""
+    cuts = _ranges([keys for keys, _ in found], workers * MERGE_RANGES_PER_WORKER)
     pieces = [_pieces(pairs, cuts) for pairs in found]  # [file][range]
+    found.clear()  # the pieces are views; each file's arrays go once its last range is merged
+
+    def merge(r: int) -> _Pairs:
+        return _merge([pieces[f][r] for f in range(len(pieces))])
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = list(pool.map(lambda r: _merge([p[r] for p in pieces]), range(len(cuts) + 1)))
+        _write_ranges(target, pool.map(merge, range(len(cuts) + 1)), lookup)
+
+
+MERGE_RANGES_PER_WORKER = 4
+
+
+def _write_ranges(target: Path, parts: Iterator[_Pairs], lookup: _Lookup) -> None:
+    """Write the merged ranges (in key order) as members.parquet in row groups of LINEAGE_BATCH."""
     dictionary = pa.array(lookup.names, pa.string())
     with pq.ParquetWriter(target, LINEAGE_SCHEMA, compression="zstd") as writer:
         pending: list[pa.RecordBatch] = []
@@ -308,7 +321,7 @@ def _slots(categories: int) -> int:
 def _merge(found: list[_Pairs]) -> _Pairs:
     """Sorted runs of (key, records) merged and summed per key."""
     keys = np.concatenate([k for k, _ in found]) if found else np.zeros(0, np.int64)
-    records = np.concatenate([n for _, n in found]) if found else np.zeros(0, np.int64)
+    records = np.concatenate([n for _, n in found]).astype(np.int64) if found else np.zeros(0, np.int64)
     order = np.argsort(keys, kind="stable")
     keys, records = keys[order], records[order]
     if len(keys):
