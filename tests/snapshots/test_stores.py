@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -30,89 +27,9 @@ from consentgate.snapshots.refresh import RefreshRequest, refresh_snapshot
 from consentgate.snapshots.registry import Registry
 from consentgate.snapshots.verify import verify_snapshot
 from consentgate.training.loader import open_snapshot_run
-from tests.conftest import FixedClock, at
-from tests.helpers import FaultyStore, cg, moto_server, ok, one_error_line
+from tests.conftest import FixedClock, Store, at
+from tests.helpers import FaultyStore, cg, ok, one_error_line
 from tests.snapshots.conftest import T_NEXT_DAY, MakeNetwork
-
-KEY = "testing-key"
-
-
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
-        yield url
-
-
-@dataclass
-class Store:
-    endpoint: str
-    bucket: str
-    env: dict[str, str]
-
-    def uri(self, *parts: str) -> str:
-        return "/".join([f"s3://{self.bucket}", *parts])
-
-    @property
-    def client(self) -> Any:
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=KEY,
-            aws_secret_access_key="secret",
-            region_name="us-east-1",
-        )
-
-    def keys(self, prefix: str = "") -> list[str]:
-        """Every object under ``prefix``, read from the server itself (not through a proxy)."""
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
-
-    def put_tree(self, folder: Path, prefix: str) -> None:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                self.client.upload_file(
-                    str(path), self.bucket, f"{prefix}/{path.relative_to(folder).as_posix()}"
-                )
-
-    def put(self, key: str, body: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
-
-    def get(self, key: str) -> bytes:
-        return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
-
-    def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=key)
-
-
-def _env(url: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "AWS_ENDPOINT_URL": url,
-        "AWS_ACCESS_KEY_ID": KEY,
-        "AWS_SECRET_ACCESS_KEY": "secret",
-        "AWS_REGION": "us-east-1",
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-        "CONSENTGATE_STORE_ATTEMPTS": "1",
-        "CONSENTGATE_STORE_TIMEOUT": "10",
-    }
-
-
-@pytest.fixture
-def store(endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
-    """A new bucket on the S3 server; the AWS variables point this process at it."""
-    made = Store(endpoint, f"cg-{uuid.uuid4().hex[:16]}", _env(endpoint, tmp_path))
-    for name, value in made.env.items():
-        monkeypatch.setenv(name, value)
-    made.client.create_bucket(Bucket=made.bucket)
-    return made
-
-
-@pytest.fixture
-def faulty(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultyStore]:
-    """The proxy in front of ``store``: this process reaches the bucket through it."""
-    proxy = FaultyStore(store.endpoint)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-    yield proxy
-    proxy.close()
 
 
 def _ledger(tmp_path: Path, name: str) -> Ledger:

@@ -113,8 +113,10 @@ def build_genai_snapshot(
     members: Sequence[int],
     *,
     as_of: str = "2025-11-04T00:00:00Z",
+    out: Path | str | None = None,
 ) -> BuildResult:
-    """A real genai.training snapshot of ``members``' records (``CATEGORIES`` each), built into ``root``."""
+    """A real genai.training snapshot of ``members``' records (``CATEGORIES`` each), built into ``root``
+    (or ``out``: a folder or a store URI)."""
     records = root / "net" / "records"
     records.mkdir(parents=True)
     owners = [m for m in members for _ in CATEGORIES]
@@ -136,7 +138,7 @@ def build_genai_snapshot(
         data=root / "net",
         purpose="genai.training",
         as_of=at(as_of),
-        out=root / "out",
+        out=root / "out" if out is None else out,
         events_dir=root / "events",
     )
     return build_snapshot(request, ledger=ledger, engine=engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from consentgate.snapshots.proof import prove_member
 from consentgate.snapshots.registry import Registry
 from consentgate.web.accounts import Scope
 from consentgate.web.schemas import MemberProofPublic
-from tests.conftest import set_setting
+from tests.conftest import Store, set_setting
 from tests.web.conftest import MEMBER_A, MEMBER_B, Tokens, build_genai_snapshot, client_for
 
 API = "/api/v1"
@@ -162,3 +163,34 @@ def test_the_proof_page_says_when_the_check_fails(app: FastAPI, built: Built) ->
     private = page.split('data-category="messages.private"')[1].split("</tr>")[0]
     assert "<td>2</td>" in private and "Not allowed" in private
     assert str(built.path) not in page  # the member sees no server paths
+
+
+# --- a snapshot published on an object store ---------------------------------------------------
+
+
+def test_a_snapshot_on_s3_is_proved_from_its_published_files_and_refused_without_its_marker(
+    client: TestClient,
+    tokens: Tokens,
+    portal_ledger: Ledger,
+    engine: DecisionEngine,
+    tmp_path: Path,
+    store: Store,
+) -> None:
+    """The server reads the snapshot through the store (the AWS variables of its process); without
+    the ``_PUBLISHED`` marker the proof fails closed, naming why."""
+    result = build_genai_snapshot(
+        portal_ledger, engine, tmp_path, (MEMBER_A, MEMBER_B), as_of=AS_OF, out=store.uri("snaps")
+    )
+    assert result.uri is not None
+    path = f"{API}/snapshots/{result.snapshot_id}/members/{MEMBER_A}"
+    body = client.get(path, headers=bearer(tokens.full)).json()
+    assert body["ok"] is True and body["included"] is True
+    listed = client.get(f"{API}/snapshots/{result.snapshot_id}", headers=bearer(tokens.full)).json()
+    assert listed["records"] == result.manifest["counts"]["records_included"]
+    shutil.rmtree(tmp_path / "cache")  # another server: no local copy yet
+    prefix = result.uri.removeprefix(f"s3://{store.bucket}/")
+    store.delete(f"{prefix}/_PUBLISHED")
+    refused = client.get(path, headers=bearer(tokens.full)).json()
+    assert refused["ok"] is False
+    [problem] = [p for p in refused["problems"] if p["code"] == "manifest_missing"]
+    assert "_PUBLISHED" in problem["message"]
