@@ -385,13 +385,8 @@ class EventMirror:
                     schema=MIRROR_SCHEMA,
                 )
             return
-        sql = f"SELECT {', '.join(MIRROR_COLUMNS)} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq"
-        conn, lock = _adbc_reader(path)
-        with lock, conn.cursor() as cursor:
-            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(CHUNK_ROWS)})
-            cursor.execute(sql, (after, upto))
-            for batch in cursor.fetch_record_batch():
-                yield pa.Table.from_batches([batch]).cast(MIRROR_SCHEMA)
+        for batch in sqlite_event_batches(path, after=after, upto=upto):
+            yield pa.Table.from_batches([batch])
 
     def _check_head(self, upto: int, last_hash: str) -> None:
         head, head_hash = self.ledger.head()
@@ -414,6 +409,21 @@ class EventMirror:
                     writer.write_batch(batch)
         tmp.replace(self.folder / name)
         return Segment(name, first, last, segments[-1].last_hash, file_sha256(self.folder / name))
+
+
+def sqlite_event_batches(
+    path: Path, *, after: int, upto: int, rows: int = CHUNK_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """The events ``after < seq <= upto`` of the SQLite ledger at ``path`` in seq order, read by the
+    ADBC driver straight into Arrow (``MIRROR_SCHEMA``: instants as int64 µs), one statement (one
+    read transaction, so one consistent view), batches of about ``rows``."""
+    sql = f"SELECT {', '.join(MIRROR_COLUMNS)} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq"
+    conn, lock = _adbc_reader(path)
+    with lock, conn.cursor() as cursor:
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(rows)})
+        cursor.execute(sql, (after, upto))
+        for batch in cursor.fetch_record_batch():
+            yield pa.Table.from_batches([batch]).cast(MIRROR_SCHEMA).combine_chunks().to_batches()[0]
 
 
 _READERS: OrderedDict[Path, tuple[adbc_sqlite.Connection, threading.Lock, tuple[int, int]]] = OrderedDict()
