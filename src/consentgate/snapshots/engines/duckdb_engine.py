@@ -189,8 +189,6 @@ def _filter_file(
     packable = (1 << 62) // lookup.slots
     kept_keys: list[np.ndarray] | None = [] if lineage else None
     unknown: Counter[tuple[int, str | None, bool]] = Counter()
-    pending: list[pa.RecordBatch] = []
-    buffered = 0
     with pq.ParquetWriter(
         target,
         schema,
@@ -198,6 +196,7 @@ def _filter_file(
         dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
         write_statistics=[c for c in STATISTICS if c in schema.names],
     ) as writer:
+        rows_out = _RowGroups(writer, schema, row_group_size)
         for batch in _batches(parquet, source):
             member_ids = batch.column("member_id").to_numpy(zero_copy_only=False).astype(np.int64)
             classes = lookup.class_of(member_ids)
@@ -211,21 +210,14 @@ def _filter_file(
                     unknown[(int(classes[i]), name, bool(late[i]))] += 1
             keep = lookup.allowed[classes, categories] & ~late
             if keep.any():
-                pending.append(batch.filter(pa.array(keep)))
-                buffered += pending[-1].num_rows
+                rows_out.add(batch.filter(pa.array(keep)))
                 if kept_keys is not None:
                     members, cats = member_ids[keep], categories[keep]
                     if np.abs(members).max() >= packable:
                         kept_keys = None
                     else:
                         kept_keys.append(members * lookup.slots + cats)
-            while buffered >= row_group_size:  # row groups of exactly row_group_size rows
-                table = pa.Table.from_batches(pending)
-                writer.write_table(table.slice(0, row_group_size), row_group_size=row_group_size)
-                rest = table.slice(row_group_size)
-                pending, buffered = rest.to_batches(), rest.num_rows
-        if buffered:
-            writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=row_group_size)
+        rows_out.close()
     groups: list[Group] = []
     for key in np.flatnonzero(counts).tolist():
         late_bit, rest = key % 2, key // 2
@@ -269,12 +261,11 @@ def _write_ranges(target: Path, parts: Iterator[_Pairs], lookup: _Lookup) -> Non
     """Write the merged ranges (in key order) as members.parquet in row groups of LINEAGE_BATCH."""
     dictionary = pa.array(lookup.names, pa.string())
     with pq.ParquetWriter(target, LINEAGE_SCHEMA, compression="zstd") as writer:
-        pending: list[pa.RecordBatch] = []
-        buffered = 0
+        out = _RowGroups(writer, LINEAGE_SCHEMA, LINEAGE_BATCH)
         for keys, records in parts:
             if not len(keys):
                 continue
-            pending.append(
+            out.add(
                 pa.record_batch(
                     [
                         pa.array(np.floor_divide(keys, lookup.slots)),
@@ -284,14 +275,34 @@ def _write_ranges(target: Path, parts: Iterator[_Pairs], lookup: _Lookup) -> Non
                     schema=LINEAGE_SCHEMA,
                 )
             )
-            buffered += len(keys)
-            while buffered >= LINEAGE_BATCH:  # row groups of LINEAGE_BATCH rows, whatever the cuts
-                table = pa.Table.from_batches(pending)
-                writer.write_table(table.slice(0, LINEAGE_BATCH), row_group_size=LINEAGE_BATCH)
-                rest = table.slice(LINEAGE_BATCH)
-                pending, buffered = rest.to_batches(), rest.num_rows
-        if buffered:
-            writer.write_table(pa.Table.from_batches(pending, LINEAGE_SCHEMA), row_group_size=LINEAGE_BATCH)
+        out.close()
+
+
+class _RowGroups:
+    """Batches into ``writer`` as row groups of exactly ``size`` rows (the last one: the rest),
+    however the batches are cut: the file's layout depends on its rows only, never on the batches
+    (or threads, or merge ranges) they came in."""
+
+    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema, size: int) -> None:
+        self.writer, self.schema, self.size = writer, schema, size
+        self.pending: list[pa.RecordBatch] = []
+        self.buffered = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.pending.append(batch)
+        self.buffered += batch.num_rows
+        while self.buffered >= self.size:
+            table = pa.Table.from_batches(self.pending)
+            self.writer.write_table(table.slice(0, self.size), row_group_size=self.size)
+            rest = table.slice(self.size)
+            self.pending, self.buffered = rest.to_batches(), rest.num_rows
+
+    def close(self) -> None:
+        """Write what is left (fewer than ``size`` rows)."""
+        if self.buffered:
+            table = pa.Table.from_batches(self.pending, self.schema)
+            self.writer.write_table(table, row_group_size=self.size)
+        self.pending, self.buffered = [], 0
 
 
 def _ranges(runs: list[np.ndarray], parts: int) -> list[int]:
