@@ -430,3 +430,21 @@ def test_spark_on_local_reads_and_publishes_on_s3_the_rows_duckdb_publishes(
     local = pa.concat_tables([pq.read_table(p) for p in sorted((duck.path / "records").iterdir())])
     assert published.sort_by("record_id").equals(local.sort_by("record_id"))
     assert spark.manifest["counts"] == duck.manifest["counts"]
+
+
+def test_a_store_failure_is_worded_by_its_cause_never_by_a_bucket_or_key_name() -> None:
+    """The SDK's message quotes the bucket and the key: digits in them ("…-4031…") are no 403."""
+    timeout = OSError(
+        "When getting information for key 'snaps/403' in bucket 'cg-a7734031': AWS Error"
+        " NETWORK_CONNECTION during HeadObject operation: curlCode: 28, Timeout was reached"
+    )
+    said = str(stores.store_error(timeout, "s3://cg-a7734031/snaps/403", "read"))
+    assert said.startswith("cannot read s3://cg-a7734031/snaps/403: the store did not answer in time (")
+    denied = OSError(
+        "When reading 'timeout-bucket/x': AWS Error ACCESS_DENIED during GetObject: HTTP status 403"
+    )
+    assert "the store refused access" in str(stores.store_error(denied, "s3://timeout-bucket/x", "read"))
+    unknown = OSError("When listing 'internalerror-bucket': something odd")
+    assert str(stores.store_error(unknown, "s3://internalerror-bucket", "list")) == (
+        "cannot list s3://internalerror-bucket: When listing 'internalerror-bucket': something odd"
+    )

@@ -179,22 +179,25 @@ def hdfs_filesystem(host: str, port: int, option: str = "hdfs") -> pafs.FileSyst
 
 
 _REASONS = (
-    (("invalidaccesskeyid", "signaturedoesnotmatch", "access_denied", "accessdenied", "forbidden", "403"),
+    (("invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "access_denied", "access denied",
+      "http status 403", "http response code: 403", "forbidden"),
      "the store refused access (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket's policy)"),
     (("nosuchbucket", "bucket does not exist"), "the bucket does not exist"),
-    (("curlcode: 28", "timeout", "timed out"), "the store did not answer in time"),
-    (("curlcode: 7", "couldn't connect", "connection refused", "could not resolve"),
+    (("curlcode: 28", "timeout was reached", "timed out"), "the store did not answer in time"),
+    (("curlcode: 7", "couldn't connect", "could not connect", "connection refused", "could not resolve"),
      "the store cannot be reached"),
     (("http response code: 5", "http status 5", "internal_failure", "internalerror",
       "service_unavailable", "slowdown"),
      "the store failed (a 5xx answer)"),
 )  # fmt: skip
+_QUOTED = re.compile(r"'[^']*'")
+"""Bucket names and keys as the SDK quotes them: never read as a reason ("…-4031…" is not a 403)."""
 
 
 def store_error(exc: BaseException, where: Location | str, doing: str) -> StoreError:
     """One line for a failed store operation: what was done, where, and why in words."""
     uri = where.uri if isinstance(where, Location) else where
-    text = str(exc).lower()
+    text = _QUOTED.sub("''", str(exc).replace(uri, "")).lower()
     reason = next((why for needles, why in _REASONS if any(n in text for n in needles)), None)
     detail = one_line(exc, 200)
     said = f"{reason} ({detail})" if reason else detail
