@@ -592,17 +592,13 @@ def _publish_remote(
     work = run.folder
     snapshot_id = entry.snapshot_id
     warnings: list[str] = []
-    if existing is not None and existing.uri is not None and _intact(existing):
+    if existing is not None and _intact(existing):  # on a store or in a folder: it is still there
         with registry.ledger.engine.begin() as conn:
-            run.finish(conn, snapshot_id, stores.parse(existing.uri, "the registry's path"))
-        warnings += _mark(existing.uri, snapshot_id, entry.manifest_sha256)
+            run.finish(conn, snapshot_id, existing.where())
+        if existing.uri is not None:
+            warnings += _mark(existing.uri, snapshot_id, entry.manifest_sha256)
         _keep_copy(work, existing)
         return BuildResult(snapshot_id, existing.path, manifest, True, warnings=warnings, uri=existing.uri)
-    if existing is not None and existing.uri is None and _intact(existing):
-        with registry.ledger.engine.begin() as conn:  # registered in a local folder that still holds it
-            run.finish(conn, snapshot_id, stores.local(existing.path))
-        shutil.rmtree(work, ignore_errors=True)
-        return BuildResult(snapshot_id, existing.path, manifest, reproduced=True)
     prefix = out.where.child(f"{snapshot_id}.{run.lease.lease_id[:16]}")
     try:
         stores.upload_tree(work, prefix, last="manifest.json")

@@ -21,7 +21,8 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,22 +205,15 @@ def store_error(exc: BaseException, where: Location | str, doing: str) -> StoreE
     return StoreError(f"cannot {doing} {uri}: {said}")
 
 
-def _guard(where: Location, doing: str) -> _Guard:
-    return _Guard(where, doing)
-
-
-class _Guard:
-    """``with _guard(loc, "read"):`` turns the store's OSError into a StoreError naming ``loc``."""
-
-    def __init__(self, where: Location, doing: str) -> None:
-        self.where, self.doing = where, doing
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, OSError | pa.ArrowException) and not self.where.local:
-            raise store_error(exc, self.where, self.doing) from exc
+@contextmanager
+def _guard(where: Location, doing: str) -> Iterator[None]:
+    """``with _guard(loc, "read"):`` turns a store's OSError into a StoreError naming ``loc``."""
+    try:
+        yield
+    except (OSError, pa.ArrowException) as exc:
+        if where.local:
+            raise
+        raise store_error(exc, where, doing) from exc
 
 
 def kind_of(where: Location) -> pafs.FileType:
