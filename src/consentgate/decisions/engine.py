@@ -7,10 +7,11 @@ grounds for a "no", not only the first.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from consentgate.decisions.reasons import Decision, Reason, ReasonCode
+from consentgate.decisions.reasons import Decision, Reason, ReasonCode, Verdict
 from consentgate.ledger.events import LedgerEvent
 from consentgate.ledger.state import MemberState, ObjectionOutcome, is_minor_on, resolve_member
 from consentgate.ledger.store import Ledger
@@ -18,6 +19,20 @@ from consentgate.policy.models import LegalBasis, ObjectionMode, Policy, Purpose
 from consentgate.policy.timeline import Timeline
 from consentgate.taxonomy import Taxonomy
 from consentgate.timeutil import ensure_utc, format_instant, to_micros
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """One question of a bulk request: may ``member_id``'s ``category`` be used for ``purpose``?
+
+    ``at`` defaults to the call's ``now``; ``created_at`` is the record's, when the caller knows it.
+    """
+
+    member_id: int
+    category: str
+    purpose: str
+    at: datetime | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +98,63 @@ class DecisionEngine:
         if override is not None:
             return override
         return self.taxonomy.settings[setting].defaults.get(region, False)
+
+    def verdict_key(self, state: MemberState, category: str, purpose: str, *, late: bool) -> Hashable:
+        """Everything :meth:`decide_state` reads to reach its verdict for this question, as one key.
+
+        Two questions with equal keys get equal verdicts (``Verdict.of``), whatever else differs
+        between the two members: their seqs, times, sources, references, other settings. The key
+        holds, in the order the checks read them: the instant and watermark, the question, whether
+        the record is later than the instant, registration, the country as stored, the age facts as
+        the minors check reads them, the values of the settings governing (purpose, category) in the
+        member's region, and the outcomes of the member's objections covering the purpose.
+        """
+        birth = state.birth_date
+        country = state.country
+        governing: tuple[str, ...] = ()
+        policy = self.timeline.in_force(state.at)
+        if policy is not None and country is not None:
+            region = self.taxonomy.region_of(country)
+            if region is not None:
+                governing = self.governing(policy, purpose, region, category)
+        settings = state.settings
+        return (
+            state.at,
+            state.watermark,
+            category,
+            purpose,
+            late,
+            state.known,
+            country,
+            None if birth is None else is_minor_on(birth, state.at),
+            state.believed_minor,
+            tuple(None if (e := settings.get(k)) is None else e.value == "true" for k in governing),
+            tuple(s.outcome for s in state.objections.values() if s.covers(purpose)),
+        )
+
+    def verdicts(
+        self, questions: Sequence[Question], states: Mapping[tuple[int, datetime], MemberState], now: datetime
+    ) -> list[Verdict]:
+        """One verdict per question, in order; ``states`` holds each (member, instant) asked about.
+
+        Each distinct :meth:`verdict_key` is decided once, by :meth:`decide_state` on the real state
+        of the first member who has it; every other question with that key shares the answer.
+        """
+        now = ensure_utc(now, field="now")
+        answers: dict[Hashable, Verdict] = {}
+        out: list[Verdict] = []
+        for question in questions:
+            at = now if question.at is None else ensure_utc(question.at, field="at")
+            state = states[(question.member_id, at)]
+            created = question.created_at
+            late = created is not None and ensure_utc(created) > at
+            key = self.verdict_key(state, question.category, question.purpose, late=late)
+            verdict = answers.get(key)
+            if verdict is None:
+                decision = self.decide_state(state, question.category, question.purpose, created_at=created)
+                verdict = answers[key] = Verdict.of(decision)
+            out.append(verdict)
+        return out
 
     def decide_state(
         self,
@@ -370,3 +442,40 @@ def decide(
     """May ``member_id``'s ``category`` data be used for ``purpose`` at ``at``? With reasons."""
     state = member_state(ledger, member_id, at, watermark)
     return engine.decide_state(state, category, purpose, created_at=created_at)
+
+
+def member_states(
+    ledger: Ledger, member_ids: Sequence[int], at: datetime, watermark: int | None = None
+) -> dict[int, MemberState]:
+    """Many members' states as of (``at``, ``watermark``): the bulk form of :func:`member_state`."""
+    at = ensure_utc(at, field="at")
+    events = ledger.members_events(member_ids, at=to_micros(at), watermark=watermark)
+    return {
+        member_id: resolve_member(member_id, own, at=at, watermark=watermark)
+        for member_id, own in events.items()
+    }
+
+
+def decide_many(
+    engine: DecisionEngine,
+    ledger: Ledger,
+    questions: Sequence[Question],
+    *,
+    now: datetime,
+    watermark: int | None = None,
+) -> list[Verdict]:
+    """``Verdict.of(decide(...))`` for every question, in order, at bulk speed.
+
+    One state read per (member, instant) asked about, a few indexed queries for all of them, and one
+    decision per class of members and (category, purpose): see :meth:`DecisionEngine.verdicts`.
+    """
+    now = ensure_utc(now, field="now")
+    wanted: dict[datetime, set[int]] = {}
+    for question in questions:
+        at = now if question.at is None else ensure_utc(question.at, field="at")
+        wanted.setdefault(at, set()).add(question.member_id)
+    states: dict[tuple[int, datetime], MemberState] = {}
+    for at, members in wanted.items():
+        for member_id, state in member_states(ledger, sorted(members), at, watermark).items():
+            states[(member_id, at)] = state
+    return engine.verdicts(questions, states, now)

@@ -139,3 +139,47 @@ class Decision:
                 for e in self.evidence
             ],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A decision without what only its member has (evidence, seqs, times, references, wording).
+
+    What an ad server asks of a consent check: allowed or not, by which codes, under which policy,
+    basis and region. Every member whose decision inputs are the same shares one verdict, so
+    :func:`~consentgate.decisions.engine.decide_many` decides once per class of members and
+    (category, purpose), and ``Verdict.of(decide(...))`` is what it answers for each question.
+    """
+
+    allowed: bool
+    reasons: tuple[tuple[ReasonCode, str | None], ...]
+    """(code, setting) in the decision's order; the setting is None where the reason names none."""
+    policy_id: str | None
+    policy_version: int | None
+    legal_basis: str | None
+    region: str | None
+
+    @classmethod
+    def of(cls, decision: Decision) -> Verdict:
+        return cls(
+            allowed=decision.allowed,
+            reasons=tuple((r.code, r.setting) for r in decision.reasons),
+            policy_id=decision.policy_id,
+            policy_version=decision.policy_version,
+            legal_basis=decision.legal_basis,
+            region=decision.region,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "allowed": self.allowed,
+            "policy": None
+            if self.policy_id is None
+            else {"id": self.policy_id, "version": self.policy_version},
+            "legal_basis": self.legal_basis,
+            "region": self.region,
+            "reasons": [
+                {"code": str(code)} if setting is None else {"code": str(code), "setting": setting}
+                for code, setting in self.reasons
+            ],
+        }

@@ -462,6 +462,30 @@ class Ledger:
                 raw.close()
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def members_events(
+        self, member_ids: Iterable[int], *, at: int, watermark: int | None = None
+    ) -> dict[int, list[LedgerEvent]]:
+        """Many members' events with ``effective_at <= at`` (and ``seq <= watermark``), each by seq.
+
+        The bulk form of :meth:`member_events`: one indexed query per 500 members instead of one per
+        member. Every requested member has an entry, empty when the ledger holds nothing of it.
+        """
+        wanted = sorted(set(member_ids))
+        out: dict[int, list[LedgerEvent]] = {member_id: [] for member_id in wanted}
+        limit = "" if watermark is None else f" AND seq <= {self._param}"
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                marks = ", ".join(self._param for _ in part)
+                sql = (
+                    f"{_SELECT} WHERE member_id IN ({marks}) AND effective_at <= {self._param}{limit}"
+                    " ORDER BY member_id, seq"
+                )
+                params: list[Any] = [*part, at] + ([] if watermark is None else [watermark])
+                for row in self._raw_query(conn, sql, params):
+                    out[row[1]].append(LedgerEvent(*row))
+        return out
+
     def events_of_members(self, member_ids: Sequence[int], *, kind: str, at: int) -> list[LedgerEvent]:
         """Events of one kind for many members, effective by ``at``: a few chunked queries, not one each."""
         out: list[LedgerEvent] = []

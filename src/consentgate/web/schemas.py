@@ -7,6 +7,7 @@ without an offset is refused (422), because guessing a time zone would move cons
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -199,16 +200,52 @@ class DecisionPublic(_Model):
     evidence: list[EvidencePublic] = Field(description="The ledger events the reasons rest on.")
 
 
+class BatchDetail(StrEnum):
+    full = "full"
+    verdict = "verdict"
+
+
 class DecisionBatchRequest(_Model):
     requests: list[DecisionRequest] = Field(
         min_length=1,
         max_length=MAX_BATCH,
         description=f"Up to {MAX_BATCH:,} questions; answered in the same order.",
     )
+    detail: BatchDetail = Field(
+        default=BatchDetail.full,
+        description="full: each decision with its reasons' wording and its evidence, as GET /decisions"
+        " gives it. verdict: allowed, policy, basis, region and the reason codes (with the setting each"
+        " names), no evidence: the same answer, decided once per class of members, for ad servers.",
+    )
 
 
 class DecisionBatch(_Model):
     decisions: list[DecisionPublic] = Field(description="One decision per request, in request order.")
+
+
+class VerdictReasonPublic(_Model):
+    code: str = Field(description="Reason code, e.g. setting_off, objection_pending, legal_basis.")
+    setting: str | None = Field(default=None, description="The setting it is about, if any.")
+
+
+class VerdictPublic(_Model):
+    """A decision without its evidence: what the reasons' codes say, not the member's events."""
+
+    allowed: bool = Field(description="Whether the data may be used for the purpose at that instant.")
+    member_id: int = Field(description="The member.")
+    category: str = Field(description="The category asked about.")
+    purpose: str = Field(description="The purpose asked about.")
+    at: datetime = Field(description="The instant decided for (UTC).")
+    policy: PolicyRef | None = Field(description="The policy in force; null if none is.")
+    legal_basis: str | None = Field(description="Legal basis in the member's region, if any.")
+    region: str | None = Field(description="The member's region, if known.")
+    reasons: list[VerdictReasonPublic] = Field(
+        description="The reasons' codes, in the order they were checked."
+    )
+
+
+class VerdictBatch(_Model):
+    decisions: list[VerdictPublic] = Field(description="One verdict per request, in request order.")
 
 
 # --- objections ---------------------------------------------------------------------------------
